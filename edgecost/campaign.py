@@ -1,0 +1,291 @@
+"""A profiling campaign: generated models → converted → measured on a target → stored.
+
+The campaign draws models from a seeded, indexable stream (item ``i`` is a pure function
+of the campaign seed and ``i``), so a campaign that was interrupted — Ctrl-C, a dropped
+link, a killed process — resumes where it stopped: items already stored are skipped, and
+the store's uniqueness constraint on (campaign, item) makes a duplicate impossible.
+
+A model that fails on the device (crash, out of memory, unsupported op) is stored as a
+failed item and the campaign goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import paths
+from .errors import AgentError, ConnectionLostError, ConversionError, UsageError
+from .measure import CAMPAIGN_BENCH, BenchSettings, bench_args, measurement_from_result
+from .records import Target
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+#: Artifacts larger than this are not kept (a zoo model can be rebuilt from its stored spec).
+KEEP_ARTIFACT_MAX_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """What a campaign measures. Stored with the campaign; a resume uses the stored settings."""
+
+    seed: int = 0
+    families: tuple[str, ...] = ()  # empty: every family in the zoo
+    kernel_share: float = 0.3  # share of single-kernel models among the items
+    max_flops: int | None = None  # None: each family's default cap
+    bench: BenchSettings = CAMPAIGN_BENCH
+    strategy: str = "random"  # "random" | "adaptive"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["families"] = list(self.families)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CampaignSettings":
+        d = dict(d)
+        d["families"] = tuple(d.get("families", ()))
+        d["bench"] = BenchSettings(**d.get("bench", {}))
+        return cls(**d)
+
+
+@dataclass
+class CampaignEvent:
+    """Progress reported to a UI after each item."""
+
+    kind: str  # "measured" | "failed" | "skipped" | "info" | "warning"
+    item: str = ""
+    family: str = ""
+    median_ms: float | None = None
+    message: str = ""
+    done_ok: int = 0
+    done_failed: int = 0
+    elapsed_s: float = 0.0
+    budget_s: float = 0.0
+
+
+@dataclass
+class CampaignResult:
+    campaign_id: int
+    target: Target
+    measured: int = 0
+    failed: int = 0
+    skipped_already_done: int = 0
+    elapsed_s: float = 0.0
+    device_seconds: float = 0.0
+    stopped_because: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["target"] = self.target.key
+        return d
+
+
+class ItemStream:
+    """Item ``i`` of a campaign: a zoo spec that depends only on (seed, i)."""
+
+    def __init__(self, settings: CampaignSettings, batch: int):
+        from . import zoo  # torch lives behind the zoo; profiling needs it, predicting does not
+
+        self._zoo = zoo
+        names = list(settings.families) or sorted(zoo.FAMILIES)
+        unknown = [n for n in names if n not in zoo.FAMILIES]
+        if unknown:
+            raise UsageError(f"unknown model families: {', '.join(unknown)}",
+                             f"choose from: {', '.join(sorted(zoo.FAMILIES))}")
+        self.networks = [n for n in names if zoo.FAMILIES[n].kind == "network"]
+        self.kernels = [n for n in names if zoo.FAMILIES[n].kind == "kernel"]
+        self.settings = settings
+        self.batch = batch
+
+    def family_of(self, i: int) -> str:
+        rng = np.random.default_rng([self.settings.seed, i, 1])
+        pick_kernel = self.kernels and (not self.networks or rng.random() < self.settings.kernel_share)
+        pool = self.kernels if pick_kernel else self.networks
+        # Round-robin within the pool keeps every family represented even in short campaigns.
+        order = np.random.default_rng([self.settings.seed, 7]).permutation(len(pool))
+        return pool[int(order[i % len(pool)])]
+
+    def spec(self, i: int):
+        family = self.family_of(i)
+        rng = np.random.default_rng([self.settings.seed, i, 2])
+        return self._zoo.FAMILIES[family].sample(rng, batch=self.batch, max_flops=self.settings.max_flops)
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        i = 0
+        while True:
+            yield i, self.spec(i)
+            i += 1
+
+
+def _export(spec, runtime: str, out_dir: Path) -> Path:
+    """The zoo model as the runtime's file. The fast TorchScript exporter first, dynamo if it cannot.
+
+    No numeric check here: zoo models are checked in the test suite, and the check would
+    run every model once more in torch and once more in a runtime on the host.
+    """
+    from . import convert
+
+    fmt = {"onnxruntime": "onnx", "tflite": "tflite", "torch": "torch"}[runtime]
+    try:
+        return convert.export_spec(spec, out_dir, fmt=fmt, exporter="torchscript", check=False)
+    except ConversionError:
+        if fmt != "onnx":
+            raise
+        return convert.export_spec(spec, out_dir, fmt=fmt, exporter="dynamo", check=False)
+
+
+def run_campaign(
+    session,
+    target: Target,
+    store: Store,
+    *,
+    budget_s: float,
+    settings: CampaignSettings | None = None,
+    new: bool = False,
+    max_items: int | None = None,
+    on_event: Callable[[CampaignEvent], None] | None = None,
+    stop: threading.Event | None = None,
+) -> CampaignResult:
+    """Measure generated models on ``target`` until ``budget_s`` seconds have passed.
+
+    Resumes the target's latest campaign unless ``new`` is set or none exists.
+    ``stop`` (set from another thread, e.g. on Ctrl-C) ends the campaign after the
+    current item; everything measured so far is already stored.
+    """
+    emit = on_event or (lambda e: None)
+    start = time.monotonic()
+    latest = None if new else store.latest_campaign(target)
+    if latest is not None:
+        campaign_id = latest["id"]
+        settings = CampaignSettings.from_dict(latest["settings"])
+        emit(CampaignEvent("info", message=f"resuming campaign {campaign_id} "
+                                             f"({latest['measured_ok']} measured so far)"))
+    else:
+        settings = settings or CampaignSettings()
+        campaign_id = store.create_campaign(target, settings.seed, settings.to_dict())
+        emit(CampaignEvent("info", message=f"started campaign {campaign_id}"))
+    store.set_campaign_status(campaign_id, "running")
+    result = CampaignResult(campaign_id=campaign_id, target=target)
+    done = store.campaign_items_done(campaign_id)
+
+    facts = session.sysinfo()
+    store.put_device_facts(target.device, facts)
+    for warning in device_warnings(facts):
+        result.warnings.append(warning)
+        emit(CampaignEvent("warning", message=warning))
+
+    stream = ItemStream(settings, target.batch)
+    workdir = Path(tempfile.mkdtemp(prefix="edgecost-campaign-"))
+    artifacts = paths.artifacts_dir()
+    artifacts.mkdir(parents=True, exist_ok=True)
+    status = "paused"
+    try:
+        for index, spec in stream:
+            if stop is not None and stop.is_set():
+                result.stopped_because = "stopped"
+                status = "interrupted"
+                break
+            if time.monotonic() - start >= budget_s:
+                result.stopped_because = "budget spent"
+                break
+            if max_items is not None and result.measured + result.failed >= max_items:
+                result.stopped_because = "item limit reached"
+                break
+            item = f"{index}:{spec.spec_id}"
+            if item in done:
+                result.skipped_already_done += 1
+                continue
+            _measure_item(session, target, store, spec, item, index, settings.bench, workdir, artifacts,
+                          campaign_id, result, emit, start, budget_s)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        result.stopped_because = "interrupted"
+        raise
+    finally:
+        store.set_campaign_status(campaign_id, status)
+        result.elapsed_s = time.monotonic() - start
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def _measure_item(session, target, store, spec, item, index, bench: BenchSettings, workdir, artifacts,
+                  campaign_id, result, emit, start, budget_s) -> None:
+    from .graph import read_model
+
+    t0 = time.monotonic()
+    try:
+        path = _export(spec, target.runtime, workdir)
+    except ConversionError as exc:
+        # A generator/converter problem on the host, not the device: record and go on.
+        log.warning("item %s: conversion failed: %s", item, exc)
+        emit(CampaignEvent("failed", item=item, family=spec.family, message=f"conversion: {exc}",
+                           done_ok=result.measured, done_failed=result.failed,
+                           elapsed_s=time.monotonic() - start, budget_s=budget_s))
+        return
+    graph = read_model(path)
+    graph = replace(graph, source=f"zoo:{spec.family}:{spec.spec_id}")
+    kept = None
+    if path.stat().st_size <= KEEP_ARTIFACT_MAX_BYTES:
+        dest = artifacts / f"{graph.content_hash}{path.suffix}"
+        if not dest.exists():
+            shutil.copyfile(path, dest)
+        kept = str(dest)
+    store.put_model(graph, family=spec.family, spec=spec.to_dict(), artifact_path=kept)
+    try:
+        remote = session.stage_model(path)
+        res = session.bench(remote, **bench_args(target, graph, bench))
+    except ConnectionLostError:
+        raise  # the link is gone, not the model's fault: the caller reconnects and resumes
+    except AgentError as exc:
+        kind = getattr(exc, "kind", "agent_error")
+        store.add_failure(graph.content_hash, target, kind, str(exc), campaign_id=campaign_id,
+                          campaign_item=item, seconds_spent=time.monotonic() - t0)
+        result.failed += 1
+        emit(CampaignEvent("failed", item=item, family=spec.family, message=str(exc),
+                           done_ok=result.measured, done_failed=result.failed,
+                           elapsed_s=time.monotonic() - start, budget_s=budget_s))
+        return
+    finally:
+        path.unlink(missing_ok=True)
+    m = measurement_from_result(res, graph.content_hash, target)
+    spent = time.monotonic() - t0
+    if store.add_measurement(m, campaign_id=campaign_id, campaign_item=item,
+                             seconds_spent=float(res.get("total_secs") or spent)) is not None:
+        result.measured += 1
+        result.device_seconds += float(res.get("total_secs") or 0.0)
+    emit(CampaignEvent("measured", item=item, family=spec.family, median_ms=m.stats.median_ms,
+                       done_ok=result.measured, done_failed=result.failed,
+                       elapsed_s=time.monotonic() - start, budget_s=budget_s))
+
+
+def device_warnings(facts: dict[str, Any]) -> list[str]:
+    """Conditions that spoil measurements: a non-performance governor, throttling."""
+    out = []
+    cpu = facts.get("cpu") or {}
+    governors = cpu.get("governors") or ([cpu["governor"]] if cpu.get("governor") else [])
+    bad = sorted({g for g in governors if g and g != "performance"})
+    if bad:
+        out.append(
+            f"CPU governor is {', '.join(bad)}, not 'performance': timings will vary with load; on the device run "
+            "`echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor`"
+        )
+    pi = facts.get("raspberry_pi") or {}
+    if pi.get("throttled") not in (None, "0x0", "0x00000", 0):
+        flags = ", ".join(pi.get("throttled_flags") or []) or pi["throttled"]
+        out.append(f"the device reports throttling or under-voltage ({flags}): cool it or use a stronger power supply")
+    temp = facts.get("max_temp_c")
+    if isinstance(temp, (int, float)) and temp >= 80:
+        out.append(f"the device is hot ({temp:.0f} °C) and may throttle: let it cool or add cooling")
+    return out

@@ -1,0 +1,171 @@
+"""Accuracy of a target's predictor on models held out of its training.
+
+Protocols (../shared/DESIGN.md): ``random`` — a random 80/20 split of architectures,
+repeated over seeds, mean ± std; ``family`` — each network family left out in turn
+(trained on every other model, single-kernel models included).  Metrics on whole-model
+latency: share within ±5 % / ±10 %, MAPE, RMSPE, RMSE, Spearman ρ, Kendall τ, and the
+coverage of the prediction interval.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import NoProfileError
+from .metrics import accuracy, mean_std
+from .predictor.dataset import TargetDataset, build_dataset
+from .predictor.model import LatencyPredictor, TrainingModel
+from .records import Target
+from .store import Store
+
+_MIN_FAMILY = 5
+
+
+def _fit_predict(train: list[TrainingModel], test: list[TrainingModel], params: dict[str, Any]):
+    pred = LatencyPredictor(**params).fit(train)
+    ms = np.array([pred.predict_one(m.kernels)[0] for m in test])
+    lo = ms * np.exp(pred.interval_log_[0])
+    hi = ms * np.exp(pred.interval_log_[1])
+    return ms, lo, hi
+
+
+def random_split(ds: TargetDataset, seeds: int = 5, test_share: float = 0.2,
+                 params: dict[str, Any] | None = None) -> dict[str, Any]:
+    runs, points = [], []
+    n = len(ds.models)
+    for seed in range(seeds):
+        rng = np.random.default_rng(1000 + seed)
+        order = rng.permutation(n)
+        n_test = max(1, int(round(n * test_share)))
+        test = [ds.models[i] for i in order[:n_test]]
+        train = [ds.models[i] for i in order[n_test:]]
+        ms, lo, hi = _fit_predict(train, test, dict(params or {}, seed=seed))
+        y = np.array([m.latency_ms for m in test])
+        runs.append(accuracy(y, ms, lo, hi))
+        if seed == 0:
+            points = [(float(a), float(b), m.family) for a, b, m in zip(y, ms, test)]
+    return {"protocol": "random 80/20 split of architectures", "seeds": seeds, "runs": runs,
+            "summary": mean_std(runs), "points": points}
+
+
+def family_out(ds: TargetDataset, params: dict[str, Any] | None = None,
+               kernel_families: set[str] | None = None) -> dict[str, Any]:
+    fams: dict[str, list[int]] = {}
+    for i, m in enumerate(ds.models):
+        fams.setdefault(m.family or "user", []).append(i)
+    kernel_families = kernel_families if kernel_families is not None else _kernel_families()
+    per_family, points = {}, []
+    for fam, idx in sorted(fams.items()):
+        if fam in kernel_families or fam == "user" or len(idx) < _MIN_FAMILY:
+            continue
+        held = set(idx)
+        train = [m for i, m in enumerate(ds.models) if i not in held]
+        test = [ds.models[i] for i in idx]
+        ms, lo, hi = _fit_predict(train, test, dict(params or {}))
+        y = np.array([m.latency_ms for m in test])
+        per_family[fam] = accuracy(y, ms, lo, hi)
+        points += [(float(a), float(b), fam) for a, b in zip(y, ms)]
+    rows = list(per_family.values())
+    return {"protocol": "one network family left out, each in turn", "families": per_family,
+            "summary": mean_std(rows) if rows else {}, "points": points}
+
+
+def _kernel_families() -> set[str]:
+    try:
+        from . import zoo
+
+        return {name for name, f in zoo.FAMILIES.items() if f.kind == "kernel"}
+    except ImportError:  # torch not installed: names of single-kernel families start with "k_"
+        return set()
+
+
+def evaluate_target(target: Target, *, protocol: str = "all", seeds: int = 5, plot_path: str | Path | None = None,
+                    store: Store | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    st = store or Store()
+    ds = build_dataset(st, target)
+    if len(ds.models) < 10:
+        raise NoProfileError(f"only {len(ds.models)} measured models for {target.key}; evaluation needs 10 or more",
+                             f"run `edgecost profile --device {target.device}` first")
+    report: dict[str, Any] = {"target": target.key, "n_models": len(ds.models), "families": ds.families,
+                              "execution": ds.execution.to_dict()}
+    if protocol in ("random", "all"):
+        report["random"] = random_split(ds, seeds=seeds, params=params)
+    if protocol in ("family", "all"):
+        report["family"] = family_out(ds, params=params)
+    if plot_path:
+        pts = (report.get("random") or {}).get("points") or (report.get("family") or {}).get("points") or []
+        write_scatter(pts, plot_path, title=f"{target.key}: predicted vs measured")
+        report["plot"] = str(plot_path)
+    return report
+
+
+def write_scatter(points, path: str | Path, title: str = "") -> Path:
+    """Predicted vs measured, log–log, with the ±10 % band: the picture users look at first."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        from .errors import UsageError
+
+        raise UsageError("--plot needs matplotlib", "pip install 'edgecost[plot]'") from exc
+    y = np.array([p[0] for p in points])
+    p = np.array([p[1] for p in points])
+    fams = [pt[2] for pt in points]
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=120)
+    lo, hi = float(min(y.min(), p.min())) * 0.8, float(max(y.max(), p.max())) * 1.25
+    xs = np.geomspace(lo, hi, 50)
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="tab:green", alpha=0.15, label="±10 %")
+    ax.plot(xs, xs, color="k", lw=0.8)
+    for fam in sorted(set(fams)):
+        sel = np.array([f == fam for f in fams])
+        ax.scatter(y[sel], p[sel], s=10, label=fam)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    within = float(np.mean(np.abs(p - y) / y <= 0.1)) * 100 if len(y) else 0.0
+    ax.set_title(f"{title}\n{within:.1f} % within ±10 % (n={len(y)})", fontsize=9)
+    ax.legend(fontsize=6, ncol=2, loc="upper left")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"[bold]{report['target']}[/bold]: {report['n_models']} measured models; "
+             f"kernels via {report['execution']}"]
+
+    def fmt(summary: dict[str, Any]) -> str:
+        def ms(k, scale=100.0, unit="%"):
+            v = summary.get(k)
+            return f"{v['mean'] * scale:.1f}±{v['std'] * scale:.1f}{unit}" if v else "n/a"
+
+        return (f"±10 %: {ms('within_10pct')}  ±5 %: {ms('within_5pct')}  MAPE: {ms('mape', 1)}  "
+                f"RMSPE: {ms('rmspe', 1)}  Spearman: {ms('spearman', 1, '')}  Kendall: {ms('kendall_tau', 1, '')}  "
+                f"interval coverage: {ms('interval_coverage')}")
+
+    if "random" in report:
+        r = report["random"]
+        lines.append(f"random 80/20 split, {r['seeds']} seeds (mean±std):")
+        lines.append("  " + fmt(r["summary"]))
+    if "family" in report:
+        f = report["family"]
+        lines.append("one family left out:")
+        for fam, m in f["families"].items():
+            lines.append(f"  {fam:<14} n={m['n']:<4} ±10 %: {m['within_10pct'] * 100:5.1f}%  "
+                         f"±5 %: {m['within_5pct'] * 100:5.1f}%  MAPE: {m['mape']:5.1f}%  "
+                         f"coverage: {m.get('interval_coverage', float('nan')) * 100:5.1f}%")
+        if f["summary"]:
+            lines.append("  average over families: " + fmt(f["summary"]))
+    if report.get("plot"):
+        lines.append(f"scatter written to {report['plot']}")
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""Kernel features: the named columns a kernel-latency regressor learns from.
+
+One schema serves every runtime: the kernel's canonical category (one-hot), its cost
+figures (FLOPs, bytes, parameters, arithmetic intensity), its geometry in NCHW terms
+(TFLite's NHWC tensors are turned around), convolution and matmul specifics (kernel
+size, stride, groups, M/N/K), channel alignment (XNNPACK and MLAS pack channels in
+blocks of 4/8/16), and what the runtime fused into it (activation, residual sum).
+Missing values are ``-1``: the trees learn that "not applicable" is its own case.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .graph.categories import CATEGORIES, fused_activation, fused_sum, kernel_category
+from .records import KernelRecord
+
+MISSING = -1.0
+
+_ACTIVATIONS = {None: 0, "relu": 1, "clip": 2, "relu6": 2, "hardswish": 3, "hard_swish": 3, "sigmoid": 4,
+                "hardsigmoid": 4, "silu": 5, "swish": 5, "gelu": 6, "tanh": 7, "leakyrelu": 8}
+
+_BASE_FEATURES = (
+    "log2_flops", "log2_macs", "log2_bytes_read", "log2_bytes_written", "log2_params", "intensity",
+    "log2_out_elems", "log2_in_elems",
+    "n", "c_in", "h_in", "w_in", "c_out", "h_out", "w_out",
+    "kernel_h", "kernel_w", "stride", "dilation", "groups", "depthwise", "c_in_per_group", "c_out_per_group",
+    "c_in_mod8", "c_in_mod16", "c_out_mod8", "c_out_mod16", "c_in_align8", "c_out_align8",
+    "mm_m", "mm_n", "mm_k", "log2_mm_batch",
+    "activation", "fused_sum", "n_inputs", "out_rank", "nchwc", "last_dim", "log2_last_dim",
+)
+
+FEATURE_NAMES: tuple[str, ...] = _BASE_FEATURES + tuple(f"cat_{c}" for c in CATEGORIES)
+_CAT_OFFSET = len(_BASE_FEATURES)
+_CAT_INDEX = {c: i for i, c in enumerate(CATEGORIES)}
+
+
+def _log2(x: float) -> float:
+    return math.log2(1.0 + max(0.0, float(x)))
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= max(int(d), 0)
+    return n
+
+
+def is_nhwc(k: KernelRecord) -> bool:
+    return k.domain == "tflite" or k.attrs.get("layout") == "NHWC"
+
+
+def _nchw(shape: Sequence[int], nhwc: bool) -> tuple[float, float, float, float]:
+    """(N, C, H, W) of a 4-D (or lower-rank) activation; -1 where there is no such axis."""
+    s = [int(d) for d in shape]
+    if len(s) == 4:
+        if nhwc:
+            return s[0], s[3], s[1], s[2]
+        return s[0], s[1], s[2], s[3]
+    if len(s) == 3:  # (batch, tokens, features): tokens play H, features play C
+        return s[0], s[2], s[1], 1
+    if len(s) == 2:
+        return s[0], s[1], 1, 1
+    if len(s) == 1:
+        return 1, s[0], 1, 1
+    return MISSING, MISSING, MISSING, MISSING
+
+
+def kernel_features(k: KernelRecord, category: str | None = None) -> np.ndarray:
+    """One row of FEATURE_NAMES for a kernel."""
+    cat = category or kernel_category(k)
+    row = np.full(len(FEATURE_NAMES), MISSING, dtype=np.float64)
+    nhwc = is_nhwc(k)
+    ins = [s for s in k.input_shapes if s is not None]
+    outs = [s for s in k.output_shapes if s is not None]
+    x = ins[0] if ins else ()
+    y = outs[0] if outs else ()
+    total_bytes = k.bytes_read + k.bytes_written
+    row[0] = _log2(k.flops)
+    row[1] = _log2(k.macs)
+    row[2] = _log2(k.bytes_read)
+    row[3] = _log2(k.bytes_written)
+    row[4] = _log2(k.params)
+    row[5] = k.flops / total_bytes if total_bytes else 0.0
+    row[6] = _log2(_numel(y)) if y else MISSING
+    row[7] = _log2(_numel(x)) if x else MISSING
+    n, c_in, h_in, w_in = _nchw(x, nhwc) if x else (MISSING,) * 4
+    _, c_out, h_out, w_out = _nchw(y, nhwc) if y else (MISSING,) * 4
+    row[8:15] = (n, c_in, h_in, w_in, c_out, h_out, w_out)
+    a = k.attrs
+    if cat in ("conv", "dwconv", "gconv", "convtranspose", "pool"):
+        ks = a.get("kernel_shape") or a.get("kernel") or _weight_kernel(k, nhwc)
+        if ks:
+            row[15], row[16] = (ks[0], ks[-1])
+        strides = a.get("strides") or [a.get("stride_h", 1)]
+        row[17] = max(int(s) for s in strides) if strides else 1
+        dil = a.get("dilations") or [a.get("dilation_h_factor", 1)]
+        row[18] = max(int(d) for d in dil) if dil else 1
+    if cat in ("conv", "dwconv", "gconv", "convtranspose"):
+        groups = int(a.get("group") or 0) or _groups(k, cat, c_in, nhwc)
+        row[19] = groups
+        row[20] = 1.0 if cat == "dwconv" else 0.0
+        if groups > 0 and c_in > 0 and c_out > 0:
+            row[21] = c_in / groups
+            row[22] = c_out / groups
+    if c_in > 0:
+        row[23], row[24], row[27] = c_in % 8, c_in % 16, float(c_in % 8 == 0)
+    if c_out > 0:
+        row[25], row[26], row[28] = c_out % 8, c_out % 16, float(c_out % 8 == 0)
+    if cat in ("gemm", "matmul", "attention") and len(ins) >= 2 and y:
+        m, nn, kk, batch = _mnk(ins[0], ins[1], y, a)
+        row[29], row[30], row[31], row[32] = m, nn, kk, _log2(batch)
+    act = fused_activation(k)
+    row[33] = _ACTIVATIONS.get(act.lower() if isinstance(act, str) else act, 9)
+    row[34] = 1.0 if fused_sum(k) else 0.0
+    row[35] = len(ins)
+    row[36] = len(y) if y else MISSING
+    row[37] = 1.0 if k.domain == "com.microsoft.nchwc" else 0.0
+    if y:
+        row[38] = y[-1]
+        row[39] = _log2(y[-1])
+    idx = _CAT_INDEX.get(cat, _CAT_INDEX.get("other"))
+    row[_CAT_OFFSET + idx] = 1.0
+    return row
+
+
+def feature_matrix(kernels: Sequence[KernelRecord], categories: Sequence[str] | None = None) -> np.ndarray:
+    if not kernels:
+        return np.zeros((0, len(FEATURE_NAMES)))
+    cats = categories or [kernel_category(k) for k in kernels]
+    return np.vstack([kernel_features(k, c) for k, c in zip(kernels, cats)])
+
+
+def _weight_kernel(k: KernelRecord, nhwc: bool):
+    if len(k.input_shapes) < 2 or len(k.input_shapes[1]) != 4:
+        return None
+    w = k.input_shapes[1]
+    return (w[1], w[2]) if nhwc else (w[2], w[3])
+
+
+def _groups(k: KernelRecord, cat: str, c_in: float, nhwc: bool) -> int:
+    if cat == "dwconv":
+        return int(c_in) if c_in > 0 else 1
+    if len(k.input_shapes) >= 2 and len(k.input_shapes[1]) == 4 and c_in > 0:
+        w = k.input_shapes[1]
+        per_group = w[3] if nhwc else w[1]
+        if per_group > 0:
+            return max(1, int(c_in) // int(per_group))
+    return 1
+
+
+def _mnk(a_shape, b_shape, y_shape, attrs) -> tuple[float, float, float, float]:
+    """(M, N, K, batch) of a (batched) matmul or a fully connected layer."""
+    if len(a_shape) < 1 or len(b_shape) < 1 or len(y_shape) < 1:
+        return MISSING, MISSING, MISSING, 1
+    n = y_shape[-1]
+    m = y_shape[-2] if len(y_shape) >= 2 else 1
+    trans_a = int(attrs.get("transA", 0) or 0)
+    k = a_shape[-2] if trans_a and len(a_shape) >= 2 else a_shape[-1]
+    batch = _numel(y_shape[:-2]) if len(y_shape) > 2 else 1
+    return float(m), float(n), float(k), float(batch)

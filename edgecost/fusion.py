@@ -1,0 +1,130 @@
+"""Kernels as the runtime executes them, after its operator fusion.
+
+* ONNX Runtime: the host runs ORT's own graph optimizer offline (no inference) at the
+  level that reproduces the device's kernels, and reads the optimized graph.  Which level
+  that is, is *learned* per target from the per-node profiles the agent returned: for
+  each candidate level, how well the host's kernels match the kernels the device really
+  ran (on the same machine and ORT version, ``all`` matches exactly; an ARM device, which
+  has no NCHWc kernels, is matched best by ``extended``).
+* TFLite: a ``.tflite`` graph is already fused at conversion; its ops are the kernels.
+
+For training, ``kernels_from_profile`` turns the device's per-node profile (names, op
+types, shapes, times) plus its optimized node list (domains, attributes) into kernel
+records with measured times.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .graph.cost import cost_of
+from .records import KernelRecord, ModelGraph
+
+ORT_LEVELS = ("all", "extended", "basic")
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    """How to obtain a target's executed kernels on the host."""
+
+    runtime: str
+    ort_level: str = "all"
+    agreement: float | None = None  # kernel-type agreement between host and device on the training models
+    host_runtime_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "ort_level": self.ort_level, "agreement": self.agreement,
+                "host_runtime_version": self.host_runtime_version}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ExecutionSpec":
+        return cls(runtime=d["runtime"], ort_level=d.get("ort_level", "all"), agreement=d.get("agreement"),
+                   host_runtime_version=d.get("host_runtime_version", ""))
+
+
+def executed_kernels(path: str | Path, graph: ModelGraph, spec: ExecutionSpec,
+                     input_shapes: dict[str, tuple[int, ...]] | None = None) -> list[KernelRecord]:
+    """The kernels ``spec``'s runtime will execute for the model at ``path``."""
+    if spec.runtime == "onnxruntime":
+        if graph.format != "onnx":
+            raise UsageError(f"{Path(path).name} is a {graph.format} model; an onnxruntime target needs ONNX",
+                             "pass the .onnx file, or use --runtime tflite for .tflite models")
+        from .graph.ort_optimized import optimize_with_ort
+
+        shapes = input_shapes or dict(graph.inputs)
+        return list(optimize_with_ort(path, level=spec.ort_level, input_shapes=shapes).kernels)
+    if spec.runtime == "tflite":
+        if graph.format != "tflite":
+            raise UsageError(f"{Path(path).name} is a {graph.format} model; a tflite target needs a .tflite file",
+                             "convert it with litert-torch (edgecost.convert.to_tflite), or use --runtime onnxruntime")
+        return [k for k in graph.kernels if k.op_type != "DELEGATE"]
+    raise UsageError(f"predicting for runtime {spec.runtime!r} is not supported yet",
+                     "use --runtime onnxruntime or --runtime tflite")
+
+
+def kernels_from_profile(node_profile: Sequence[dict[str, Any]],
+                         optimized_nodes: Sequence[dict[str, Any]]) -> list[tuple[KernelRecord, float]]:
+    """(kernel record, measured µs) for every node the device's runtime executed."""
+    by_name = {n.get("name"): n for n in optimized_nodes}
+    out = []
+    for p in node_profile:
+        node = by_name.get(p.get("name"), {})
+        k = KernelRecord(
+            name=str(p.get("name", "")),
+            op_type=str(p.get("op_type") or node.get("op_type", "")),
+            domain=str(node.get("domain", "")),
+            inputs=tuple(node.get("inputs", ())),
+            outputs=tuple(node.get("outputs", ())),
+            input_shapes=tuple(tuple(int(d) for d in s) for s in p.get("input_shapes") or ()),
+            output_shapes=tuple(tuple(int(d) for d in s) for s in p.get("output_shapes") or ()),
+            attrs=dict(node.get("attrs") or {}),
+        )
+        c = cost_of(k)
+        k = replace(k, flops=c.flops, macs=c.macs, bytes_read=c.bytes_read, bytes_written=c.bytes_written)
+        out.append((k, float(p.get("median_us", 0.0))))
+    return out
+
+
+def align_times(host_kernels: Sequence[KernelRecord], profiled: Sequence[tuple[KernelRecord, float]]
+                ) -> tuple[list[float | None], float]:
+    """Measured times aligned with the host's kernels by node name; and the share of profiled time matched."""
+    total = sum(t for _, t in profiled) or 1.0
+    by_name = {k.name: i for i, (k, _) in enumerate(profiled)}
+    used: set[int] = set()
+    aligned: list[float | None] = [None] * len(host_kernels)
+    for j, k in enumerate(host_kernels):
+        i = by_name.get(k.name)
+        if i is not None and profiled[i][0].op_type == k.op_type:
+            aligned[j] = profiled[i][1]
+            used.add(i)
+    # Names ORT invents (ReorderInput/Output tokens) are numbered per process: match the rest
+    # by op type and shapes, in execution order.
+    pending: dict[tuple, list[int]] = {}
+    for i, (k, _) in enumerate(profiled):
+        if i not in used:
+            pending.setdefault(_signature(k), []).append(i)
+    for j, k in enumerate(host_kernels):
+        if aligned[j] is None:
+            queue = pending.get(_signature(k))
+            if queue:
+                aligned[j] = profiled[queue.pop(0)][1]
+    matched = sum(t for t in aligned if t is not None)
+    return aligned, matched / total
+
+
+def _signature(k: KernelRecord) -> tuple:
+    return (k.op_type, tuple(tuple(s) for s in k.input_shapes[:1]), tuple(tuple(s) for s in k.output_shapes[:1]))
+
+
+def op_agreement(host_kernels: Sequence[KernelRecord], profiled: Sequence[tuple[KernelRecord, float]]) -> float:
+    """Multiset Jaccard similarity of op types: 1.0 when the host reproduces the device's kernels."""
+    a = Counter(k.op_type for k in host_kernels)
+    b = Counter(k.op_type for k, _ in profiled)
+    inter = sum((a & b).values())
+    union = sum((a | b).values())
+    return inter / union if union else 1.0

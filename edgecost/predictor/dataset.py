@@ -1,0 +1,188 @@
+"""Training data for one target, assembled from the store.
+
+For each measured model: its end-to-end median (median of medians when measured more
+than once), the kernels the target's runtime executes (obtained on the host, see
+``edgecost.fusion``) and — for ONNX Runtime — the measured per-kernel times from the
+device's per-node profile, aligned with those kernels by node name.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..fusion import ORT_LEVELS, ExecutionSpec, align_times, executed_kernels, kernels_from_profile, op_agreement
+from ..records import KernelRecord, ModelGraph, Target
+from ..store import Store
+from .model import TrainingModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TargetDataset:
+    target: Target
+    models: list[TrainingModel]
+    execution: ExecutionSpec
+    skipped: dict[str, int] = field(default_factory=dict)
+    runtime_version: str = ""
+    agent_version: str = ""
+    device_seconds: float = 0.0
+
+    @property
+    def families(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for m in self.models:
+            out[m.family or "user"] += 1
+        return dict(sorted(out.items()))
+
+
+class _ArtifactSource:
+    """The model file behind a stored model: the kept artifact, else rebuilt from its zoo spec."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgecost-train-")
+
+    def path(self, model_hash: str) -> Path | None:
+        m = self.store.model(model_hash)
+        if m is None:
+            return None
+        if m.artifact_path and Path(m.artifact_path).is_file():
+            return Path(m.artifact_path)
+        if m.source and Path(m.source).is_file():
+            return Path(m.source)
+        if m.spec:
+            try:
+                from .. import convert, zoo
+
+                spec = zoo.ModelSpec.from_dict(m.spec)
+                return convert.export_spec(spec, Path(self._tmp.name), fmt=m.format, exporter="torchscript")
+            except Exception as exc:  # noqa: BLE001 - torch missing or spec no longer buildable: skip model
+                log.debug("cannot rebuild %s: %s", model_hash[:12], exc)
+        return None
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+def _host_kernels(store: Store, src: _ArtifactSource, model_hash: str, graph: ModelGraph, spec: ExecutionSpec,
+                  cache: dict) -> list[KernelRecord] | None:
+    key = (model_hash, spec.runtime, spec.ort_level)
+    if key in cache:
+        return cache[key]
+    view = f"{spec.runtime}:{spec.ort_level}:{spec.host_runtime_version}"
+    stored = store.view(model_hash, view)
+    if stored is not None:
+        cache[key] = list(stored.kernels)
+        return cache[key]
+    if spec.runtime == "tflite":
+        kernels = [k for k in graph.kernels if k.op_type != "DELEGATE"]
+    else:
+        path = src.path(model_hash)
+        if path is None:
+            cache[key] = None
+            return None
+        kernels = executed_kernels(path, graph, spec)
+        store.put_view(model_hash, view, ModelGraph(content_hash=model_hash, format="executed", kernels=tuple(kernels),
+                                                    inputs=graph.inputs, outputs=graph.outputs))
+    cache[key] = kernels
+    return kernels
+
+
+def host_runtime_version(runtime: str) -> str:
+    if runtime == "onnxruntime":
+        import onnxruntime
+
+        return onnxruntime.__version__
+    return ""
+
+
+def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,
+                  level_probe_models: int = 24) -> TargetDataset:
+    """Everything the predictor of ``target`` learns from, with the execution spec chosen."""
+    rows = store.measurements(target, status="ok")
+    by_model: dict[str, list[Any]] = defaultdict(list)
+    for r in rows:
+        by_model[r.model_hash].append(r)
+    src = _ArtifactSource(store)
+    cache: dict = {}
+    skipped: dict[str, int] = defaultdict(int)
+    try:
+        version = host_runtime_version(target.runtime)
+        if target.runtime == "onnxruntime":
+            spec = _choose_ort_level(store, src, by_model, version, ort_level, level_probe_models, cache)
+        else:
+            spec = ExecutionSpec(runtime=target.runtime, host_runtime_version=version)
+        models: list[TrainingModel] = []
+        for model_hash, ms in by_model.items():
+            stored = store.model(model_hash)
+            if stored is None or stored.format not in ("onnx", "tflite"):
+                skipped["not a graph model"] += 1
+                continue
+            graph = store.model_graph(model_hash)
+            kernels = _host_kernels(store, src, model_hash, graph, spec, cache)
+            if not kernels:
+                skipped["model file unavailable"] += 1
+                continue
+            latency = float(np.median([m.median_ms for m in ms]))
+            times = None
+            with_profile = [m for m in ms if m.measurement and m.measurement.node_profile]
+            if with_profile:
+                meas = with_profile[-1].measurement
+                profiled = kernels_from_profile(meas.node_profile, meas.optimized_nodes)
+                aligned, share = align_times(kernels, profiled)
+                if share >= 0.9:
+                    times = aligned
+                else:
+                    # The host's kernels do not name the device's: learn from the device's own kernels.
+                    kernels = [k for k, _ in profiled]
+                    times = [t for _, t in profiled]
+            models.append(TrainingModel(key=model_hash, kernels=kernels, latency_ms=latency, kernel_times_us=times,
+                                        family=stored.family or "", meta={"source": stored.source}))
+        last = rows[-1].measurement if rows else None
+        device_s = sum(float(c["device_seconds"]) for c in store.campaigns() if c["target_key"] == target.key)
+        return TargetDataset(target=target, models=models, execution=spec, skipped=dict(skipped),
+                             runtime_version=last.runtime_version if last else "",
+                             agent_version=last.agent_version if last else "", device_seconds=device_s)
+    finally:
+        src.close()
+
+
+def _choose_ort_level(store, src, by_model, version, forced, n_probe, cache) -> ExecutionSpec:
+    """The host optimizer level whose kernels best match what the device ran."""
+    if forced:
+        return ExecutionSpec("onnxruntime", forced, None, version)
+    probes = []
+    for model_hash, ms in by_model.items():
+        prof = [m for m in ms if m.measurement and m.measurement.node_profile]
+        if prof:
+            probes.append((model_hash, prof[-1].measurement))
+        if len(probes) >= n_probe:
+            break
+    if not probes:
+        return ExecutionSpec("onnxruntime", "all", None, version)
+    best = None
+    for level in ORT_LEVELS:
+        spec = ExecutionSpec("onnxruntime", level, None, version)
+        scores = []
+        for model_hash, meas in probes:
+            graph = store.model_graph(model_hash)
+            kernels = _host_kernels(store, src, model_hash, graph, spec, cache)
+            if kernels is None:
+                continue
+            scores.append(op_agreement(kernels, kernels_from_profile(meas.node_profile, meas.optimized_nodes)))
+        if scores:
+            score = float(np.mean(scores))
+            if best is None or score > best[1] + 1e-9:
+                best = (level, score)
+            if score >= 0.999:
+                break
+    level, score = best if best else ("all", None)
+    return ExecutionSpec("onnxruntime", level, score, version)

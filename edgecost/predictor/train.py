@@ -1,0 +1,59 @@
+"""Fit a target's profile from the store and save it where `predict` finds it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NoProfileError
+from ..metrics import accuracy
+from ..records import Target
+from ..store import Store
+from .dataset import TargetDataset, build_dataset
+from .model import LatencyPredictor
+from .profile import Profile, new_card
+from .registry import user_profile_path
+
+MIN_MODELS = 5
+
+
+def fit_dataset(ds: TargetDataset, **params) -> LatencyPredictor:
+    if len(ds.models) < MIN_MODELS:
+        raise NoProfileError(
+            f"only {len(ds.models)} measured models for {ds.target.key}; at least {MIN_MODELS} are needed",
+            f"run `edgecost profile --device {ds.target.device}` for a few minutes",
+        )
+    return LatencyPredictor(**params).fit(ds.models)
+
+
+def train_profile(store: Store, target: Target, **params) -> Profile:
+    ds = build_dataset(store, target)
+    predictor = fit_dataset(ds, **params)
+    y = np.array([m.latency_ms for m in ds.models])
+    cv = accuracy(y, predictor.oof_predictions_ms_,
+                  predictor.oof_predictions_ms_ * np.exp(predictor.interval_log_[0]),
+                  predictor.oof_predictions_ms_ * np.exp(predictor.interval_log_[1]))
+    card = new_card(
+        target,
+        device_facts=store.device_facts(target.device) or {},
+        runtime_version=ds.runtime_version,
+        agent_version=ds.agent_version,
+        training={
+            "n_models": len(ds.models),
+            "n_kernels": predictor.n_kernels_,
+            "kernel_times_measured": predictor.kernel_times_measured_,
+            "families": ds.families,
+            "device_seconds": round(ds.device_seconds, 1),
+            "skipped": ds.skipped,
+        },
+        accuracy={"protocol": f"{predictor.folds}-fold cross-validation over the training models", **cv},
+        execution=ds.execution.to_dict(),
+        calibration=predictor.calibration_,
+    )
+    return Profile(card=card, execution=ds.execution, predictor=predictor)
+
+
+def train_and_save(store: Store, target: Target, path: str | Path | None = None, **params) -> Path:
+    profile = train_profile(store, target, **params)
+    return profile.save(path or user_profile_path(target))

@@ -1,0 +1,173 @@
+"""Gradient-boosted trees that are fitted with LightGBM and evaluated with NumPy alone.
+
+A fitted ensemble is exported to plain arrays (split feature, threshold, children, leaf
+values) that live in the profile's JSON, so a saved profile needs neither LightGBM nor
+any pickle to predict, and never breaks on a library upgrade.  Inputs must not hold NaN:
+callers fill missing features with a sentinel before fitting and predicting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 3,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.9,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "verbosity": -1,
+    "num_threads": 1,
+    "deterministic": True,
+    "force_row_wise": True,
+}
+
+
+@dataclass
+class TreeEnsemble:
+    """Arrays of a boosted tree ensemble; ``predict(X)`` sums every tree's leaf value.
+
+    Node ``j`` of tree ``t`` sends a row left when ``X[row, feature[t, j]] <= threshold[t, j]``.
+    Children ``>= 0`` are internal nodes; ``-1 - leaf`` encodes a leaf index.
+    """
+
+    feature: np.ndarray  # (T, N) int32
+    threshold: np.ndarray  # (T, N) float64
+    left: np.ndarray  # (T, N) int32
+    right: np.ndarray  # (T, N) int32
+    leaf_value: np.ndarray  # (T, L) float64
+    root_is_leaf: np.ndarray  # (T,) bool: single-leaf trees
+    depth: int
+    n_features: int
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, *, n_estimators: int = 300, weight: np.ndarray | None = None,
+            params: dict[str, Any] | None = None, seed: int = 0) -> "TreeEnsemble":
+        import lightgbm as lgb
+
+        p = dict(DEFAULT_PARAMS)
+        p.update(params or {})
+        p["seed"] = seed
+        n = len(y)
+        # Tiny sets: keep leaves populated so the trees do not memorise single rows.
+        p["min_data_in_leaf"] = max(int(p["min_data_in_leaf"]), 1 if n < 20 else int(p["min_data_in_leaf"]))
+        if n < 2 * p["min_data_in_leaf"]:
+            p["min_data_in_leaf"] = 1
+            p["min_data_in_bin"] = 1
+        ds = lgb.Dataset(np.asarray(X, dtype=np.float64), label=np.asarray(y, dtype=np.float64), weight=weight,
+                         params={"verbosity": -1, "min_data_in_bin": 1, "max_bin": 255}, free_raw_data=True)
+        booster = lgb.train(p, ds, num_boost_round=n_estimators)
+        return cls.from_lightgbm(booster, X.shape[1])
+
+    @classmethod
+    def from_lightgbm(cls, booster, n_features: int) -> "TreeEnsemble":
+        dump = booster.dump_model()
+        trees = [t["tree_structure"] for t in dump["tree_info"]]
+        parsed = [_flatten(t) for t in trees]
+        T = len(parsed)
+        N = max(1, max(len(p[0]) for p in parsed))
+        L = max(1, max(len(p[4]) for p in parsed))
+        feature = np.zeros((T, N), np.int32)
+        threshold = np.zeros((T, N), np.float64)
+        left = np.full((T, N), -1, np.int32)
+        right = np.full((T, N), -1, np.int32)
+        leaf_value = np.zeros((T, L), np.float64)
+        root_is_leaf = np.zeros(T, bool)
+        depth = 1
+        for t, (f, thr, lc, rc, leaves, d, root_leaf) in enumerate(parsed):
+            feature[t, : len(f)] = f
+            threshold[t, : len(thr)] = thr
+            left[t, : len(lc)] = lc
+            right[t, : len(rc)] = rc
+            leaf_value[t, : len(leaves)] = leaves
+            root_is_leaf[t] = root_leaf
+            depth = max(depth, d)
+        return cls(feature, threshold, left, right, leaf_value, root_is_leaf, depth, n_features)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        n = X.shape[0]
+        T = self.feature.shape[0]
+        if n == 0 or T == 0:
+            return np.zeros(n)
+        node = np.zeros((T, n), np.int64)
+        node[self.root_is_leaf, :] = -1  # leaf 0
+        tree_idx = np.arange(T)[:, None]
+        rows = np.arange(n)[None, :]
+        for _ in range(self.depth):
+            active = node >= 0
+            if not active.any():
+                break
+            safe = np.where(active, node, 0)
+            f = self.feature[tree_idx, safe]
+            go_left = X[rows, f] <= self.threshold[tree_idx, safe]
+            nxt = np.where(go_left, self.left[tree_idx, safe], self.right[tree_idx, safe])
+            node = np.where(active, nxt, node)
+        leaf = -1 - node
+        return self.leaf_value[tree_idx, leaf].sum(axis=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "edgecost-trees-1",
+            "n_features": self.n_features,
+            "depth": self.depth,
+            "feature": self.feature.tolist(),
+            "threshold": [[float(v) for v in row] for row in self.threshold],
+            "left": self.left.tolist(),
+            "right": self.right.tolist(),
+            "leaf_value": [[float(v) for v in row] for row in self.leaf_value],
+            "root_is_leaf": self.root_is_leaf.astype(int).tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TreeEnsemble":
+        if d.get("format") != "edgecost-trees-1":
+            raise ValueError(f"unknown tree format {d.get('format')!r}")
+        return cls(
+            feature=np.asarray(d["feature"], np.int32),
+            threshold=np.asarray(d["threshold"], np.float64),
+            left=np.asarray(d["left"], np.int32),
+            right=np.asarray(d["right"], np.int32),
+            leaf_value=np.asarray(d["leaf_value"], np.float64),
+            root_is_leaf=np.asarray(d["root_is_leaf"], bool),
+            depth=int(d["depth"]),
+            n_features=int(d["n_features"]),
+        )
+
+
+def _flatten(root: dict[str, Any]):
+    """One LightGBM tree dump → (feature, threshold, left, right, leaf values, depth, root_is_leaf)."""
+    feats: list[int] = []
+    thrs: list[float] = []
+    lefts: list[int] = []
+    rights: list[int] = []
+    leaves: list[float] = []
+    if "leaf_value" in root and "split_feature" not in root:
+        return feats, thrs, lefts, rights, [float(root["leaf_value"])], 1, True
+    max_depth = 1
+
+    def visit(node: dict[str, Any], depth: int) -> int:
+        nonlocal max_depth
+        if "split_feature" not in node:
+            leaves.append(float(node["leaf_value"]))
+            max_depth = max(max_depth, depth)
+            return -len(leaves)  # -1 - index
+        if node.get("decision_type", "<=") != "<=":
+            raise ValueError(f"unsupported split {node.get('decision_type')!r}")
+        idx = len(feats)
+        feats.append(int(node["split_feature"]))
+        thrs.append(float(node["threshold"]))
+        lefts.append(0)
+        rights.append(0)
+        lefts[idx] = visit(node["left_child"], depth + 1)
+        rights[idx] = visit(node["right_child"], depth + 1)
+        return idx
+
+    visit(root, 0)
+    return feats, thrs, lefts, rights, leaves, max_depth, False

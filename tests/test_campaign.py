@@ -1,0 +1,132 @@
+"""Profiling campaigns with the real agent: stored, resumable, no duplicates, failures recorded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from edgecost.campaign import CampaignSettings, run_campaign
+from edgecost.devices import local_device
+from edgecost.measure import BenchSettings
+from edgecost.records import Target
+from edgecost.store import Store
+from edgecost.transport import LocalSession
+
+FAST = BenchSettings(warmup_runs=1, warmup_min_secs=0.0, num_runs=3, min_secs=0.0, max_secs=2.0, profile_runs=2)
+SETTINGS = CampaignSettings(seed=11, families=("conv", "linear", "pool", "elementwise", "nb201"), bench=FAST,
+                            kernel_share=0.7)
+T = Target("local", "onnxruntime", 1)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGECOST_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def _items(store: Store, campaign_id: int) -> list[str]:
+    return [m.campaign_item for m in store.measurements(status=None, campaign_id=campaign_id)]
+
+
+def test_campaign_stores_and_resumes_without_duplicates(home):
+    store = Store()
+    with LocalSession(local_device()) as s:
+        r1 = run_campaign(s, T, store, budget_s=120, settings=SETTINGS, max_items=4)
+    assert r1.measured == 4 and r1.stopped_because == "item limit reached"
+    rows = store.measurements(T)
+    assert len(rows) == 4 and all(r.measurement.node_profile for r in rows)
+    assert store.device_facts("local")["cpu"]["logical_cores"] >= 1
+    with LocalSession(local_device()) as s:
+        r2 = run_campaign(s, T, store, budget_s=120, max_items=3)  # resumes campaign 1 with its stored settings
+    assert r2.campaign_id == r1.campaign_id and r2.skipped_already_done == 4 and r2.measured == 3
+    items = _items(store, r1.campaign_id)
+    assert len(items) == len(set(items)) == 7
+    with LocalSession(local_device()) as s:
+        r3 = run_campaign(s, T, store, budget_s=120, settings=SETTINGS, new=True, max_items=1)
+    assert r3.campaign_id != r1.campaign_id
+    families = {store.model(r.model_hash).family for r in store.measurements(T)}
+    assert families <= set(SETTINGS.families)
+
+
+def test_stop_event_interrupts_cleanly(home):
+    store = Store()
+    stop = threading.Event()
+
+    def on_event(ev):
+        if ev.kind == "measured" and ev.done_ok >= 2:
+            stop.set()
+
+    with LocalSession(local_device()) as s:
+        r = run_campaign(s, T, store, budget_s=120, settings=SETTINGS, on_event=on_event, stop=stop)
+    assert r.measured == 2 and r.stopped_because == "stopped"
+    assert store.campaign(r.campaign_id)["status"] == "interrupted"
+
+
+class CrashOnSecondModel(LocalSession):
+    """The agent's worker really dies from SIGSEGV on the second bench (the agent's test hook)."""
+
+    benches = 0
+
+    def bench(self, device_model_path, **args):
+        CrashOnSecondModel.benches += 1
+        if CrashOnSecondModel.benches == 2:
+            args["test_hook"] = "segv"
+        return super().bench(device_model_path, **args)
+
+
+def test_a_crashing_model_is_recorded_and_the_campaign_goes_on(home):
+    store = Store()
+    env = dict(os.environ, EDGECOST_AGENT_TEST_HOOKS="1")
+    with CrashOnSecondModel(local_device(), env=env) as s:
+        r = run_campaign(s, T, store, budget_s=120, settings=SETTINGS, max_items=4)
+    assert (r.measured, r.failed) == (3, 1)
+    [failed] = store.measurements(T, status="failed")
+    assert failed.error_kind == "crash" and "SIGSEGV" in failed.error_message
+    # Resuming does not retry or duplicate the failed item.
+    with LocalSession(local_device()) as s:
+        r2 = run_campaign(s, T, store, budget_s=120, max_items=1)
+    assert r2.skipped_already_done == 4
+    assert len(store.measurements(T, status="failed")) == 1
+
+
+def test_killed_campaign_loses_nothing_and_resumes(home):
+    """SIGKILL the whole `edgecost profile` process mid-campaign, then resume it."""
+    env = dict(os.environ, EDGECOST_HOME=str(home))
+    script = textwrap.dedent(f"""
+        import edgecost.api as api
+        from edgecost.campaign import CampaignSettings
+        from edgecost.measure import BenchSettings
+        b = BenchSettings(warmup_runs=1, warmup_min_secs=0.0, num_runs=3, min_secs=0.0, max_secs=2.0, profile_runs=2)
+        s = CampaignSettings(seed=11, families={SETTINGS.families!r}, bench=b, kernel_share=0.7)
+        api.profile("local", budget_minutes=5, settings=s, train=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = Store()
+    deadline = time.monotonic() + 120
+    while store.count_measurements(T) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    before = {(m.campaign_item, m.median_ms) for m in store.measurements(T)}
+    assert len(before) >= 3
+    with LocalSession(local_device()) as s:
+        r = run_campaign(s, T, store, budget_s=120, max_items=2)
+    after = {(m.campaign_item, m.median_ms) for m in store.measurements(T)}
+    assert before <= after and len(after) == len(before) + 2
+    items = _items(store, r.campaign_id)
+    assert len(items) == len(set(items))
+
+
+def test_unknown_family_is_a_usage_error(home):
+    from edgecost.errors import UsageError
+
+    with LocalSession(local_device()) as s, pytest.raises(UsageError, match="unknown model families"):
+        run_campaign(s, T, Store(), budget_s=10, settings=CampaignSettings(families=("nope",)))

@@ -1,0 +1,170 @@
+"""The `edgecost` command line, run as users run it (a subprocess): exit codes, one-line errors, --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+
+def run_cli(*args: str, home: Path, timeout: float = 180.0) -> subprocess.CompletedProcess:
+    env = dict(os.environ, EDGECOST_HOME=str(home), COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "edgecost", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 or lines[-1].startswith("Error:") or lines[0].startswith("Usage:"), err
+    for f in fragments:
+        assert f in err, (f, err)
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [8, 8, 3, 3], [0.01] * (8 * 8 * 9))
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv")
+    relu = helper.make_node("Relu", ["c"], ["y"], name="relu")
+    model = helper.make_model(helper.make_graph([conv, relu], "tiny", [x], [y], [w]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def dynamic_onnx(tmp_path_factory) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "dyn", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path_factory.mktemp("models") / "dynamic.onnx"
+    onnx.save(model, path)
+    return path
+
+
+# -- bad input: exit code 2, one line, no traceback ------------------------------------
+
+
+@pytest.mark.parametrize("command", ["predict", "measure"])
+def test_missing_file(home, command):
+    assert_one_line_error(run_cli(command, "nope.onnx", "--device", "local", home=home), 2, "not found")
+
+
+@pytest.mark.parametrize("command", ["predict", "measure"])
+def test_not_a_model(home, tmp_path, command):
+    p = tmp_path / "notes.txt"
+    p.write_text("hello, I am not a model\n" * 20)
+    assert_one_line_error(run_cli(command, str(p), "--device", "local", home=home), 2)
+
+
+@pytest.mark.parametrize("command", ["predict", "measure"])
+def test_truncated_onnx(home, tmp_path, tiny_onnx, command):
+    data = tiny_onnx.read_bytes()
+    p = tmp_path / "truncated.onnx"
+    p.write_bytes(data[: len(data) // 2])
+    assert_one_line_error(run_cli(command, str(p), "--device", "local", home=home), 2)
+
+
+@pytest.mark.parametrize("command", ["predict", "measure"])
+def test_unknown_device(home, tiny_onnx, command):
+    assert_one_line_error(run_cli(command, str(tiny_onnx), "--device", "pi9", home=home), 2,
+                          "unknown device 'pi9'", "edgecost devices add")
+
+
+@pytest.mark.parametrize("command", ["predict", "measure"])
+def test_dynamic_shape_without_input_shape(home, dynamic_onnx, command):
+    proc = run_cli(command, str(dynamic_onnx), "--device", "local", home=home)
+    assert_one_line_error(proc, 2, "batch", "--input-shape x=")
+
+
+@pytest.mark.parametrize("threads", ["0", "-2"])
+@pytest.mark.parametrize("command", ["predict", "measure"])
+def test_bad_threads(home, tiny_onnx, command, threads):
+    proc = run_cli(command, str(tiny_onnx), "--device", "local", "--threads", threads, home=home)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "threads" in proc.stderr
+
+
+def test_bad_input_shape_flag(home, tiny_onnx):
+    assert_one_line_error(run_cli("predict", str(tiny_onnx), "--input-shape", "x=1xAx3", home=home), 2,
+                          "--input-shape")
+
+
+def test_wrong_runtime_for_file(home, tiny_onnx):
+    assert_one_line_error(run_cli("measure", str(tiny_onnx), "--runtime", "tflite", home=home), 2,
+                          "--runtime onnxruntime")
+
+
+def test_predict_without_profile_names_the_profile_command(home, tiny_onnx):
+    proc = run_cli("predict", str(tiny_onnx), "--device", "local", home=home)
+    assert_one_line_error(proc, 1, "no profile for target local/onnxruntime/t1/fp32/b1",
+                          "edgecost profile --device local")
+
+
+def test_corrupt_inventory_is_a_clear_error(home, tiny_onnx):
+    (home / "devices.toml").write_text("[devices.x\n")
+    assert_one_line_error(run_cli("devices", "list", home=home), 2, "devices.toml")
+
+
+# -- the happy paths -------------------------------------------------------------------
+
+
+def test_measure_json_and_store(home, tiny_onnx, tmp_path):
+    proc = run_cli("measure", str(tiny_onnx), "--device", "local", "--num-runs", "10", "--min-secs", "0.05",
+                   "--json", home=home)
+    assert proc.returncode == 0, proc.stderr
+    [line] = proc.stdout.strip().splitlines()
+    rec = json.loads(line)
+    for key in ("n", "median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "runtime_version", "agent_version",
+                "threads", "device", "provenance"):
+        assert key in rec, key
+    assert rec["n"] >= 10 and rec["p10_ms"] <= rec["median_ms"] <= rec["p90_ms"]
+    assert rec["device"] == "local" and rec["threads"] == 1
+    info = json.loads(run_cli("store", "info", "--json", home=home).stdout)
+    assert info["targets"] == {"local/onnxruntime/t1/fp32/b1": 1}
+    out = tmp_path / "m.csv"
+    proc = run_cli("store", "export", "--format", "csv", "-o", str(out), home=home)
+    assert proc.returncode == 0 and out.read_text().count("\n") == 2
+
+
+def test_measure_input_shape_fixes_dynamic_dims(home, dynamic_onnx):
+    proc = run_cli("measure", str(dynamic_onnx), "--input-shape", "x=3x4", "--num-runs", "5", "--min-secs", "0",
+                   "--json", "--no-store", home=home)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert rec["provenance"]["inputs"][0]["shape"] == [3, 4]
+
+
+def test_devices_add_list_remove(home):
+    assert run_cli("devices", "add", "pi4", "--host", "pi@10.0.0.4", "--threads", "4", home=home).returncode == 0
+    rows = [json.loads(ln) for ln in run_cli("devices", "list", "--json", home=home).stdout.splitlines()]
+    names = [r["name"] for r in rows]
+    assert "local" in names and "pi4" in names
+    assert next(r for r in rows if r["name"] == "pi4")["threads"] == 4
+    assert run_cli("devices", "remove", "pi4", home=home).returncode == 0
+    assert_one_line_error(run_cli("devices", "remove", "pi4", home=home), 2, "unknown device")
+
+
+def test_help_texts(home):
+    for args in (["--help"], ["predict", "--help"], ["measure", "--help"], ["profile", "--help"],
+                 ["evaluate", "--help"], ["devices", "--help"], ["store", "export", "--help"]):
+        proc = run_cli(*args, home=home)
+        assert proc.returncode == 0 and "Usage:" in proc.stdout, args
