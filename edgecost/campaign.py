@@ -42,7 +42,8 @@ class CampaignSettings:
     seed: int = 0
     families: tuple[str, ...] = ()  # empty: every family in the zoo
     kernel_share: float = 0.3  # share of single-kernel models among the items
-    max_flops: int | None = None  # None: each family's default cap
+    max_flops: int | None = None  # None: each family's default cap (and some networks up to 6x it)
+    large_share: float = 0.15  # share of network items allowed 6x the default FLOP cap
     bench: BenchSettings = CAMPAIGN_BENCH
     strategy: str = "random"  # "random" | "adaptive"
 
@@ -119,8 +120,13 @@ class ItemStream:
 
     def spec(self, i: int):
         family = self.family_of(i)
+        fam = self._zoo.FAMILIES[family]
         rng = np.random.default_rng([self.settings.seed, i, 2])
-        return self._zoo.FAMILIES[family].sample(rng, batch=self.batch, max_flops=self.settings.max_flops)
+        cap = self.settings.max_flops
+        if cap is None and fam.kind == "network" and rng.random() < self.settings.large_share:
+            # Some large networks, so that real models of several GFLOPs are inside the training range.
+            cap = int(fam.default_max_flops * 6)
+        return fam.sample(rng, batch=self.batch, max_flops=cap)
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         i = 0

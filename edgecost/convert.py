@@ -28,9 +28,10 @@ import tempfile
 import time
 import warnings
 import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
-FORMATS = {"onnx": ".onnx", "tflite": ".tflite", "torchscript": ".pt"}
+FORMATS = {"onnx": ".onnx", "tflite": ".tflite", "torchscript": ".pt", "torch": ".pt"}  # torch = torchscript
 DEFAULT_OPSET = 18  # ONNX Runtime >= 1.14 runs it; pass opset=13..17 for older runtimes (TorchScript exporter)
 CHECK_SEED = 0
 MAX_REASON_CHARS = 240
@@ -62,7 +63,7 @@ class Tolerance:
 
 ONNX_TOLERANCE = Tolerance(rtol=1e-3, atol_scale=1e-4)
 TFLITE_TOLERANCE = Tolerance(rtol=1e-3, atol_scale=1e-3)  # XNNPACK reorders sums more freely
-TORCHSCRIPT_TOLERANCE = Tolerance(rtol=1e-5, atol_scale=1e-6)
+TORCHSCRIPT_TOLERANCE = Tolerance(rtol=1e-4, atol_scale=1e-5)  # same kernels; graph fusion may reorder
 
 
 # --- ONNX ----------------------------------------------------------------------------
@@ -74,9 +75,10 @@ def to_onnx(module: torch.nn.Module, example_inputs: torch.Tensor | Inputs, path
             check: bool = True, verbose: bool = False) -> Path:
     """Export ``module`` (put in eval mode) to an ONNX file with static shapes.
 
-    ``exporter``: ``"dynamo"`` / ``"auto"`` use ``torch.export`` (about 0.5–2 s a model) and
-    fall back to the TorchScript exporter if that fails; ``"torchscript"`` uses the
-    TorchScript exporter directly (tens of ms a model; what campaigns use).  ``opset``
+    ``exporter``: ``"dynamo"`` / ``"auto"`` use ``torch.export`` (0.4–5 s a model on a laptop
+    core) and fall back to the TorchScript exporter if that fails; ``"torchscript"`` uses the
+    TorchScript exporter directly (3 ms for one op, 0.1–0.7 s for an ImageNet network; what
+    campaigns use).  ``opset``
     defaults to :data:`DEFAULT_OPSET`.  Inputs are named ``input`` (``input_0..n`` when
     several) and outputs ``output`` (``output_0..n``) unless names are given.
     """
@@ -89,8 +91,7 @@ def to_onnx(module: torch.nn.Module, example_inputs: torch.Tensor | Inputs, path
     if output_names:
         names_out = list(output_names)
     else:  # one forward pass to count the outputs
-        with torch.no_grad():
-            names_out = _default_names("output", len(_flat_tensors(module(*inputs))))
+        names_out = _default_names("output", len(_reference(module, inputs)))
     opset = DEFAULT_OPSET if opset is None else int(opset)
     what = type(module).__name__
     started = time.perf_counter()
@@ -332,11 +333,13 @@ def _write_aligned_zip(records: Sequence[tuple[str, bytes]]) -> bytes:
 # --- zoo specs ------------------------------------------------------------------------
 
 
-def export_spec(spec: "ModelSpec", out_dir: str | os.PathLike, fmt: str = "onnx", exporter: str = "torchscript",
+def export_spec(spec: ModelSpec, out_dir: str | os.PathLike, fmt: str = "onnx", exporter: str = "torchscript",
                 *, opset: int | None = None, check: bool = True) -> Path:
     """Build the zoo model of ``spec`` and write it as ``<out_dir>/<spec_id>.<onnx|tflite|pt>``.
 
-    ``exporter`` applies to ONNX only; the default is the fast TorchScript exporter.
+    ``fmt``: ``"onnx"``, ``"tflite"``, or ``"torchscript"`` (alias ``"torch"``, a ``.pt``
+    archive for the torch runtime).  ``exporter`` applies to ONNX only; the default is the
+    fast TorchScript exporter.
     """
     from . import zoo
 
@@ -400,8 +403,14 @@ def _random_like(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
 
 
 def _reference(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
-    with torch.no_grad():
-        return [t.detach().numpy() for t in _flat_tensors(module(*inputs))]
+    """The module's outputs in torch, flattened."""
+    try:
+        with torch.no_grad():
+            return [t.detach().numpy() for t in _flat_tensors(module(*inputs))]
+    except Exception as exc:  # the module's own forward failed; say so in one line
+        raise ConversionError(f"{type(module).__name__} fails on inputs of shapes "
+                              f"{[tuple(t.shape) for t in inputs]}: {_reason(exc)}",
+                              "pass example inputs the module accepts") from exc
 
 
 def _compare(runtime: str, path: Path, outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray],
@@ -478,7 +487,11 @@ def _quiet_native(verbose: bool) -> Iterator[None]:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no such descriptors (a windowless process): nothing to silence
+        yield
+        return
     try:
         with tempfile.TemporaryFile() as sink:
             os.dup2(sink.fileno(), 1)

@@ -172,6 +172,7 @@ def test_exporter_failure_is_a_one_line_conversion_error(tmp_path):
         convert.to_onnx(Unexportable(), torch.randn(2, 4, 4), tmp_path / "x.onnx", exporter="onnx2")
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_torchscript_archive_is_checked_and_byte_deterministic(net, image, tmp_path):
     first = convert.to_torchscript(net, image, tmp_path / "a.pt")
     convert.to_torchscript(nn.Sequential(nn.ReLU(), nn.Conv2d(3, 3, 1)), image, tmp_path / "other.pt")

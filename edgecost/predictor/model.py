@@ -4,15 +4,19 @@
 ``fit`` returns ``self``, learned state ends in ``_``.  It works on *executed* kernels (the
 runtime's view after fusion), given as ``KernelRecord`` lists:
 
-1. **Kernel model** — gradient-boosted trees on kernel features (``edgecost.features``)
-   predicting log kernel time.  Trained on measured per-kernel times where the runtime
-   reports them (ONNX Runtime's per-node profile); where it does not (LiteRT runs the
-   whole graph inside XNNPACK), per-kernel times are inferred from whole-model times by
-   backfitting: split each model's time over its kernels in proportion to the current
-   predictions, refit, repeat.
+1. **Kernel model** — a per-category roofline baseline (``time ≈ FLOPs/F + bytes/B + o``,
+   fitted by non-negative least squares) times gradient-boosted trees on the kernel
+   features (``edgecost.features``) that learn the log ratio to it.  The baseline carries
+   the scale, so a kernel larger than any measured one extrapolates with its FLOPs and
+   bytes instead of saturating at the largest leaf.  Trained on measured per-kernel
+   times where the runtime reports them (ONNX Runtime's per-node profile); where it does
+   not (LiteRT runs the whole graph inside XNNPACK), per-kernel times are inferred from
+   whole-model times by backfitting: split each model's time over its kernels in
+   proportion to the current predictions, refit, repeat.
 2. **End-to-end correction** — ``latency = a·Σkernels + b·n_kernels + c``, fitted on
    out-of-fold kernel sums to minimise relative error, so the sum matches measured
-   whole-model times (per-run and per-kernel dispatch overheads are what ``b``, ``c`` hold).
+   whole-model times (``b`` and ``c`` absorb per-kernel dispatch and per-run overheads,
+   and the profiler's own per-node overhead, which makes ``b`` negative).
 3. **Interval** — split-conformal quantiles of the out-of-fold log-ratio
    measured/predicted give ``low_ms``/``high_ms`` at the requested coverage.
 """
@@ -27,11 +31,15 @@ from typing import Any
 import numpy as np
 
 from ..features import FEATURE_NAMES, feature_matrix
-from ..graph.categories import kernel_category
+from ..graph.categories import CATEGORIES
 from ..records import KernelRecord
 from .trees import TreeEnsemble
 
 _FLOOR_US = 0.05  # times below the clock's useful resolution are floored
+_I_FLOPS = FEATURE_NAMES.index("log2_flops")
+_I_READ = FEATURE_NAMES.index("log2_bytes_read")
+_I_WRITE = FEATURE_NAMES.index("log2_bytes_written")
+_I_CAT = FEATURE_NAMES.index(f"cat_{CATEGORIES[0]}")
 
 
 @dataclass
@@ -50,6 +58,83 @@ class TrainingModel:
         return self.kernel_times_us is not None and any(t is not None for t in self.kernel_times_us)
 
 
+# -- the roofline baseline --------------------------------------------------------------
+
+
+def _work(X: np.ndarray) -> np.ndarray:
+    """Columns [GFLOP, MB moved, 1] of each kernel row."""
+    flops = np.exp2(X[:, _I_FLOPS]) - 1.0
+    moved = np.exp2(X[:, _I_READ]) - 1.0 + np.exp2(X[:, _I_WRITE]) - 1.0
+    return np.column_stack([flops / 1e9, moved / 1e6, np.ones(len(X))])
+
+
+def _categories_of(X: np.ndarray) -> np.ndarray:
+    return np.argmax(X[:, _I_CAT : _I_CAT + len(CATEGORIES)], axis=1)
+
+
+@dataclass
+class Baseline:
+    """µs ≈ a·GFLOP + b·MB + c per kernel category (all coefficients ≥ 0)."""
+
+    coef: np.ndarray  # (n_categories, 3)
+
+    @classmethod
+    def unit(cls) -> "Baseline":
+        return cls(np.tile([0.0, 0.0, 1.0], (len(CATEGORIES), 1)))
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y_us: np.ndarray, min_rows: int = 12) -> "Baseline":
+        W = _work(X)
+        cats = _categories_of(X)
+        shared = _nnls(W / y_us[:, None], np.ones(len(y_us)))
+        if not np.any(shared > 0):
+            shared = np.array([0.0, 0.0, float(np.median(y_us))])
+        coef = np.tile(shared, (len(CATEGORIES), 1))
+        for c in np.unique(cats):
+            sel = cats == c
+            if sel.sum() >= min_rows:
+                fit = _nnls(W[sel] / y_us[sel, None], np.ones(int(sel.sum())))
+                if np.any(fit > 0):
+                    coef[c] = fit
+        return cls(coef)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        c = self.coef[_categories_of(X)]
+        return np.maximum((_work(X) * c).sum(axis=1), _FLOOR_US)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"categories": list(CATEGORIES), "coef_us_per_gflop_mb_one": self.coef.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Baseline":
+        if list(d["categories"]) != list(CATEGORIES):
+            raise ValueError("the profile was trained on other kernel categories; retrain it")
+        return cls(np.asarray(d["coef_us_per_gflop_mb_one"], float))
+
+
+@dataclass
+class KernelModel:
+    """Kernel time (µs) = baseline × exp(trees)."""
+
+    trees: TreeEnsemble
+    baseline: Baseline
+
+    def predict_us(self, X: np.ndarray) -> np.ndarray:
+        if len(X) == 0:
+            return np.zeros(0)
+        return self.baseline.predict(X) * np.exp(self.trees.predict(X))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trees": self.trees.to_dict(), "baseline": self.baseline.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "KernelModel":
+        return cls(TreeEnsemble.from_dict(d["trees"]), Baseline.from_dict(d["baseline"]))
+
+
+# -- the predictor ---------------------------------------------------------------------------
+
+
 class LatencyPredictor:
     """Sum of per-kernel predictions, calibrated end to end, with a conformal interval."""
 
@@ -60,6 +145,7 @@ class LatencyPredictor:
         num_leaves: int = 31,
         max_depth: int = 10,
         min_child_samples: int = 3,
+        baseline: bool = True,
         folds: int = 5,
         backfit_rounds: int = 4,
         coverage: float = 0.9,
@@ -70,6 +156,7 @@ class LatencyPredictor:
         self.num_leaves = num_leaves
         self.max_depth = max_depth
         self.min_child_samples = min_child_samples
+        self.baseline = baseline
         self.folds = folds
         self.backfit_rounds = backfit_rounds
         self.coverage = coverage
@@ -77,33 +164,16 @@ class LatencyPredictor:
 
     # -- fitting ---------------------------------------------------------------------
 
-    def _tree_params(self) -> dict[str, Any]:
-        return {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves, "max_depth": self.max_depth,
-                "min_data_in_leaf": self.min_child_samples}
+    def _fit_kernels(self, X: np.ndarray, y_us: np.ndarray) -> KernelModel:
+        y_us = np.maximum(y_us, _FLOOR_US)
+        base = Baseline.fit(X, y_us) if self.baseline else Baseline.unit()
+        target = np.log(y_us) - np.log(base.predict(X))
+        params = {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves, "max_depth": self.max_depth,
+                  "min_data_in_leaf": self.min_child_samples}
+        trees = TreeEnsemble.fit(X, target, n_estimators=self.n_estimators, params=params, seed=self.seed)
+        return KernelModel(trees, base)
 
-    def _fit_kernels(self, X: np.ndarray, y_us: np.ndarray) -> TreeEnsemble:
-        y = np.log(np.maximum(y_us, _FLOOR_US))
-        return TreeEnsemble.fit(X, y, n_estimators=self.n_estimators, params=self._tree_params(), seed=self.seed)
-
-    def _kernel_fit_backfit(self, blocks: list[np.ndarray], models: list[TrainingModel], seeds_us: list[np.ndarray],
-                            overhead_ms: float) -> TreeEnsemble:
-        """Kernel model from whole-model times only: iterate the split of each model's time."""
-        X = np.vstack(blocks)
-        split = [s.copy() for s in seeds_us]
-        trees = None
-        for _ in range(max(1, self.backfit_rounds)):
-            trees = self._fit_kernels(X, np.concatenate(split))
-            pred = np.exp(trees.predict(X))
-            start = 0
-            for i, (b, m) in enumerate(zip(blocks, models)):
-                p = pred[start : start + len(b)]
-                start += len(b)
-                budget_us = max(m.latency_ms - overhead_ms, m.latency_ms * 0.2) * 1000.0
-                split[i] = p * (budget_us / max(p.sum(), 1e-9))
-        assert trees is not None
-        return trees
-
-    def _fit_kernel_model(self, models: list[TrainingModel], blocks: list[np.ndarray]) -> TreeEnsemble:
+    def _fit_kernel_model(self, models: list[TrainingModel], blocks: list[np.ndarray]) -> KernelModel:
         measured = [m.has_kernel_times for m in models]
         if any(measured):
             rows, ys = [], []
@@ -115,22 +185,28 @@ class LatencyPredictor:
                 rows.append(b[keep])
                 ys.append(t[keep])
             return self._fit_kernels(np.vstack(rows), np.concatenate(ys))
-        # No per-kernel times: seed the split with FLOPs and bytes, overhead from the smallest models.
-        overhead_ms = self._overhead_guess(models)
-        seeds = []
-        for m, b in zip(models, blocks):
-            flops = np.exp2(b[:, FEATURE_NAMES.index("log2_flops")]) - 1
-            byts = np.exp2(b[:, FEATURE_NAMES.index("log2_bytes_read")]) - 1 + \
-                np.exp2(b[:, FEATURE_NAMES.index("log2_bytes_written")]) - 1
-            w = flops / 20e3 + byts / 5e3 + 1.0  # rough µs at 20 GFLOP/s and 5 GB/s, +1 µs a kernel
-            budget_us = max(m.latency_ms - overhead_ms, m.latency_ms * 0.2) * 1000.0
-            seeds.append(w * (budget_us / w.sum()))
-        return self._kernel_fit_backfit(blocks, models, seeds, overhead_ms)
+        return self._backfit(models, blocks)
 
-    @staticmethod
-    def _overhead_guess(models: list[TrainingModel]) -> float:
-        small = sorted(m.latency_ms for m in models)[: max(1, len(models) // 50)]
-        return 0.5 * float(np.median(small)) if small else 0.0
+    def _backfit(self, models: list[TrainingModel], blocks: list[np.ndarray]) -> KernelModel:
+        """Kernel model from whole-model times only: iterate the split of each model's time."""
+        overhead_ms = _overhead_guess(models)
+        budgets_us = [max(m.latency_ms - overhead_ms, m.latency_ms * 0.2) * 1000.0 for m in models]
+        split = []
+        for b, budget in zip(blocks, budgets_us):
+            w = _work(b) @ np.array([50.0, 0.2, 1.0])  # a first guess: 20 GFLOP/s, 5 GB/s, 1 µs a kernel
+            split.append(w * (budget / w.sum()))
+        X = np.vstack(blocks)
+        km = None
+        for _ in range(max(1, self.backfit_rounds)):
+            km = self._fit_kernels(X, np.concatenate(split))
+            pred = km.predict_us(X)
+            start = 0
+            for i, b in enumerate(blocks):
+                p = pred[start : start + len(b)]
+                start += len(b)
+                split[i] = p * (budgets_us[i] / max(p.sum(), 1e-9))
+        assert km is not None
+        return km
 
     def fit(self, models: Sequence[TrainingModel]) -> "LatencyPredictor":
         models = [m for m in models if m.kernels and m.latency_ms > 0]
@@ -141,14 +217,14 @@ class LatencyPredictor:
         n_k = np.array([len(m.kernels) for m in models], float)
         # Out-of-fold kernel sums, for an honest end-to-end correction and interval.
         rng = np.random.default_rng(self.seed)
-        fold_of = rng.permutation(len(models)) % max(2, min(self.folds, len(models)))
+        n_folds = max(2, min(self.folds, len(models)))
+        fold_of = rng.permutation(len(models)) % n_folds
         oof_sum = np.zeros(len(models))
-        for f in np.unique(fold_of):
+        for f in range(n_folds):
             train_idx = np.flatnonzero(fold_of != f)
-            test_idx = np.flatnonzero(fold_of == f)
-            trees = self._fit_kernel_model([models[i] for i in train_idx], [blocks[i] for i in train_idx])
-            for i in test_idx:
-                oof_sum[i] = np.exp(trees.predict(blocks[i])).sum() / 1000.0
+            km = self._fit_kernel_model([models[i] for i in train_idx], [blocks[i] for i in train_idx])
+            for i in np.flatnonzero(fold_of == f):
+                oof_sum[i] = km.predict_us(blocks[i]).sum() / 1000.0
         self.calibration_ = _fit_calibration(oof_sum, n_k, y)
         pred = _apply_calibration(self.calibration_, oof_sum, n_k)
         log_ratio = np.log(y / pred)
@@ -166,38 +242,37 @@ class LatencyPredictor:
 
     def predict_kernels_us(self, kernels: Sequence[KernelRecord]) -> np.ndarray:
         """Per-kernel times (µs) before the end-to-end correction."""
-        if not kernels:
-            return np.zeros(0)
-        return np.exp(self.kernel_model_.predict(feature_matrix(kernels)))
+        return self.kernel_model_.predict_us(feature_matrix(kernels))
 
     def predict_one(self, kernels: Sequence[KernelRecord]) -> tuple[float, float, float, np.ndarray]:
         """(latency_ms, low_ms, high_ms, per-kernel ms scaled so they sum to the latency)."""
         k_us = self.predict_kernels_us(kernels)
-        total = _apply_calibration(self.calibration_, np.array([k_us.sum() / 1000.0]), np.array([float(len(k_us))]))
-        ms = float(total[0])
+        raw_ms = k_us.sum() / 1000.0
+        ms = float(_apply_calibration(self.calibration_, np.array([raw_ms]), np.array([float(len(k_us))]))[0])
         lo, hi = self.interval_log_
-        per_kernel = k_us / 1000.0 * (ms / max(k_us.sum() / 1000.0, 1e-12)) if len(k_us) else k_us
+        per_kernel = k_us / 1000.0 * (ms / raw_ms) if raw_ms > 0 else k_us
         return ms, ms * math.exp(lo), ms * math.exp(hi), per_kernel
 
     def predict_many(self, kernel_lists: Sequence[Sequence[KernelRecord]]) -> np.ndarray:
         """Latency (ms) of many models in one vectorised pass."""
-        sizes = [len(k) for k in kernel_lists]
+        sizes = np.array([len(k) for k in kernel_lists])
         flat = [k for ks in kernel_lists for k in ks]
         if not flat:
-            return np.zeros(len(kernel_lists))
-        k_us = np.exp(self.kernel_model_.predict(feature_matrix(flat)))
-        sums = np.add.reduceat(k_us, np.r_[0, np.cumsum(sizes)[:-1]]) if flat else np.zeros(len(sizes))
-        sums = np.where(np.array(sizes) > 0, sums, 0.0)
-        return _apply_calibration(self.calibration_, sums / 1000.0, np.array(sizes, float))
+            return _apply_calibration(self.calibration_, np.zeros(len(sizes)), sizes.astype(float))
+        k_us = self.kernel_model_.predict_us(feature_matrix(flat))
+        sums = np.zeros(len(sizes))
+        np.add.at(sums, np.repeat(np.arange(len(sizes)), sizes), k_us)
+        return _apply_calibration(self.calibration_, sums / 1000.0, sizes.astype(float))
 
     # -- portable state ------------------------------------------------------------------
 
+    _PARAMS = ("n_estimators", "learning_rate", "num_leaves", "max_depth", "min_child_samples", "baseline",
+               "folds", "backfit_rounds", "coverage", "seed")
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": "edgecost-latency-predictor-1",
-            "params": {k: getattr(self, k) for k in ("n_estimators", "learning_rate", "num_leaves", "max_depth",
-                                                     "min_child_samples", "folds", "backfit_rounds", "coverage",
-                                                     "seed")},
+            "kind": "edgecost-latency-predictor-2",
+            "params": {k: getattr(self, k) for k in self._PARAMS},
             "feature_names": list(FEATURE_NAMES),
             "kernel_model": self.kernel_model_.to_dict(),
             "calibration": self.calibration_,
@@ -209,12 +284,12 @@ class LatencyPredictor:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LatencyPredictor":
-        if d.get("kind") != "edgecost-latency-predictor-1":
-            raise ValueError(f"unknown predictor kind {d.get('kind')!r}")
+        if d.get("kind") != "edgecost-latency-predictor-2":
+            raise ValueError(f"unknown predictor kind {d.get('kind')!r}; retrain the profile with `edgecost train`")
         if list(d["feature_names"]) != list(FEATURE_NAMES):
             raise ValueError("the profile was trained on a different feature set; retrain it with `edgecost train`")
-        self = cls(**d["params"])
-        self.kernel_model_ = TreeEnsemble.from_dict(d["kernel_model"])
+        self = cls(**{k: v for k, v in d["params"].items() if k in cls._PARAMS})
+        self.kernel_model_ = KernelModel.from_dict(d["kernel_model"])
         self.calibration_ = dict(d["calibration"])
         self.interval_log_ = tuple(d["interval_log"])
         self.n_models_ = d["n_models"]
@@ -223,18 +298,25 @@ class LatencyPredictor:
         return self
 
 
+def _overhead_guess(models: list[TrainingModel]) -> float:
+    small = sorted(m.latency_ms for m in models)[: max(1, len(models) // 50)]
+    return 0.5 * float(np.median(small)) if small else 0.0
+
+
 def _fit_calibration(kernel_sum_ms: np.ndarray, n_kernels: np.ndarray, y_ms: np.ndarray) -> dict[str, float]:
-    """latency ≈ a·Σ + b·n + c minimising relative squared error, with a > 0 and b, c ≥ 0."""
+    """latency ≈ a·Σ + b·n + c, least relative squared error; falls back to a pure scale."""
     A = np.column_stack([kernel_sum_ms, n_kernels, np.ones_like(y_ms)]) / y_ms[:, None]
-    target = np.ones_like(y_ms)
-    coef = _nnls(A, target)
-    if coef[0] <= 0:
+    coef, *_ = np.linalg.lstsq(A, np.ones_like(y_ms), rcond=None)
+    pred = A @ coef * y_ms
+    if coef[0] <= 0 or np.any(pred <= 0):
         coef = np.array([float(np.median(y_ms / np.maximum(kernel_sum_ms, 1e-9))), 0.0, 0.0])
     return {"a": float(coef[0]), "b_ms_per_kernel": float(coef[1]), "c_ms": float(coef[2])}
 
 
 def _apply_calibration(cal: dict[str, float], kernel_sum_ms: np.ndarray, n_kernels: np.ndarray) -> np.ndarray:
-    return cal["a"] * kernel_sum_ms + cal["b_ms_per_kernel"] * n_kernels + cal["c_ms"]
+    raw = cal["a"] * kernel_sum_ms
+    out = raw + cal["b_ms_per_kernel"] * n_kernels + cal["c_ms"]
+    return np.maximum(out, 0.25 * raw + 1e-6)  # overhead terms never drive a prediction to zero
 
 
 def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -252,7 +334,3 @@ def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
         if err < best_err:
             best, best_err = full, err
     return best
-
-
-def kernel_categories(kernels: Sequence[KernelRecord]) -> list[str]:
-    return [kernel_category(k) for k in kernels]

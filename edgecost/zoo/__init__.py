@@ -12,14 +12,13 @@ layernorm, batchnorm, pool, resize, concat, transpose.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from torch import nn
 
 from ..errors import UsageError
-from . import densenet, efficientnet, fbnet, kernels, mobilenetv2, mobilenetv3, nb201, resnet, \
-    shufflenet, vgg, vit
+from . import densenet, efficientnet, fbnet, kernels, mobilenetv2, mobilenetv3, nb201, resnet, shufflenet, vgg, vit
 from .family import DEFAULT_MAX_FLOPS, Family
 from .spec import ModelSpec
 
@@ -46,11 +45,11 @@ def kernel_families() -> list[str]:
     return [name for name, f in FAMILIES.items() if f.kind == "kernel"]
 
 
-def sample(family_name: str, rng: np.random.Generator, *, batch: int = 1,
+def sample(family: str, rng: np.random.Generator, *, batch: int = 1,
            max_flops: int | None = None) -> ModelSpec:
-    """One random spec of ``family_name`` with at most ``max_flops`` (default: 2 GFLOPs for
+    """One random spec of ``family`` with at most ``max_flops`` (default: 2 GFLOPs for
     networks, 0.5 GFLOPs for single kernels)."""
-    return get_family(family_name).sample(rng, batch, max_flops)
+    return get_family(family).sample(rng, batch, max_flops)
 
 
 def build(spec: ModelSpec) -> nn.Module:
@@ -82,7 +81,7 @@ def sample_mix(rng: np.random.Generator, n: int, families: Iterable[str] | None 
     nets = [name for name in names if get_family(name).kind == "network"]
     kerns = [name for name in names if get_family(name).kind == "kernel"]
     if nets and kerns:
-        n_kernels = int(round(n * kernel_share))
+        n_kernels = round(n * kernel_share)
     else:
         n_kernels = n if kerns else 0
     chosen = _round_robin(rng, kerns, n_kernels) + _round_robin(rng, nets, n - n_kernels)
@@ -97,5 +96,16 @@ def _round_robin(rng: np.random.Generator, names: Sequence[str], count: int) -> 
     return picked[:count]
 
 
-__all__ = ["FAMILIES", "DEFAULT_MAX_FLOPS", "Family", "ModelSpec", "build", "estimate_flops", "get_family",
-           "kernel_families", "network_families", "sample", "sample_mix"]
+__all__ = [
+    "DEFAULT_MAX_FLOPS",
+    "FAMILIES",
+    "Family",
+    "ModelSpec",
+    "build",
+    "estimate_flops",
+    "get_family",
+    "kernel_families",
+    "network_families",
+    "sample",
+    "sample_mix",
+]

@@ -36,7 +36,7 @@ def sample(rng: np.random.Generator, batch: int) -> tuple[Params, Shape]:
         if sampling.coin(rng, 0.3):
             k = sampling.choice(rng, [3, 5, 7])
         cout = sampling.align(c * width_coef, round_to)
-        for repeat in range(int(math.ceil(n * depth_coef))):
+        for repeat in range(math.ceil(n * depth_coef)):
             se = max(1, int(cin * 0.25)) if with_se else 0
             blocks.append([cin * t, cout, k, s if repeat == 0 else 1, se, "silu"])
             cin = cout

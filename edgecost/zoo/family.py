@@ -8,8 +8,9 @@ common: seeded weights, eval mode, and keeping samples under a FLOP cap.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ Params = dict[str, Any]
 SampleFn = Callable[[np.random.Generator, int], tuple[Params, Shape]]
 BuildFn = Callable[[Params, Shape], nn.Module]
 FlopsFn = Callable[[Params, Shape], int]
-ShrinkFn = Callable[[Params, Shape], Optional[tuple[Params, Shape]]]
+ShrinkFn = Callable[[Params, Shape], tuple[Params, Shape] | None]
 
 KINDS = ("network", "kernel")
 DEFAULT_MAX_FLOPS = {"network": 2_000_000_000, "kernel": 500_000_000}

@@ -12,8 +12,8 @@ conv (stride s) + BN + ReLU when stride or channels change.  Head: 1×1 ConvBNRe
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch

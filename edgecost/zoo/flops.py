@@ -15,7 +15,8 @@ PyTorch actually executes; tests check the two agree (see ``tests/zoo``).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -77,7 +78,7 @@ class _FlopCountingMode(TorchDispatchMode):
         super().__init__()
         self.flops = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch API
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         packet = func._overloadpacket
         if packet not in flop_registry and func is not _CPU_ATTENTION_DEFAULT:

@@ -156,10 +156,6 @@ def self_attention_flops(batch: int, tokens: int, dim: int, heads: int, impl: st
     return flops
 
 
-def layer_norm_flops(elements: int) -> int:
-    return elements
-
-
 def mlp_flops(batch: int, tokens: int, dim: int, hidden: int) -> int:
     rows = batch * tokens
     return matmul_flops(1, rows, dim, hidden) + rows * hidden + matmul_flops(1, rows, hidden, dim)

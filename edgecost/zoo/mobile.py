@@ -10,15 +10,14 @@ se_channels, act], ...] (``se_channels`` 0 = no squeeze-excite), ``se_act``, ``s
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from .family import Params, Shape
 from .flops import matmul_flops
-from .layers import ConvBNAct, SqueezeExcite, activation, activation_flops, conv_bn_act_flops, \
-    squeeze_excite_flops
+from .layers import ConvBNAct, SqueezeExcite, activation, activation_flops, conv_bn_act_flops, squeeze_excite_flops
 
 
 class InvertedResidual(nn.Module):

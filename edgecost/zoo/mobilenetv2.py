@@ -31,7 +31,7 @@ def sample(rng: np.random.Generator, batch: int) -> tuple[Params, Shape]:
         kernel = sampling.choice(rng, [3, 5, 7], p=[0.6, 0.25, 0.15])
         cout = sampling.align(c * width, round_to)
         for repeat in range(repeats):
-            blocks.append([int(round(cin * expansion)), cout, kernel, s if repeat == 0 else 1, 0, "relu6"])
+            blocks.append([round(cin * expansion), cout, kernel, s if repeat == 0 else 1, 0, "relu6"])
             cin = cout
     params = {"width_mult": width, "stem_channels": stem, "stem_act": "relu6", "blocks": blocks,
               "se_act": "relu", "se_gate": "hardsigmoid",

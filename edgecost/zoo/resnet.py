@@ -7,7 +7,7 @@ first stage keeps the resolution, each later one halves it), ``num_classes``.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

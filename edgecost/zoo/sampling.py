@@ -8,7 +8,8 @@ state gives the same spec.
 from __future__ import annotations
 
 import math
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def align(value: float, multiple: int, minimum: int | None = None) -> int:
     """``value`` rounded to the nearest multiple (at least ``minimum``, default ``multiple``),
     never dropping more than 10 % below ``value`` (the MobileNet ``make_divisible`` rule)."""
     if multiple <= 1:
-        return max(int(round(value)), minimum or 1)
+        return max(round(value), minimum or 1)
     floor = multiple if minimum is None else minimum
     rounded = max(floor, int(value + multiple / 2) // multiple * multiple)
     if rounded < 0.9 * value:

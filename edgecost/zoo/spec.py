@@ -88,7 +88,7 @@ class ModelSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
         try:
             return cls(family=str(d["family"]), params=dict(d["params"]),
                        input_shape=tuple(d["input_shape"]), seed=int(d["seed"]))
@@ -96,7 +96,7 @@ class ModelSpec:
             raise UsageError(f"model spec lacks the field {exc.args[0]!r}",
                              "a spec needs family, params, input_shape and seed") from exc
 
-    def with_changes(self, **changes: Any) -> "ModelSpec":
+    def with_changes(self, **changes: Any) -> ModelSpec:
         """A copy with some fields replaced (e.g. ``input_shape`` for another batch)."""
         d = {"family": self.family, "params": self.params, "input_shape": self.input_shape,
              "seed": self.seed}

@@ -20,6 +20,8 @@ Remote Python
     system site-packages, whose site-packages holds only symlinks to the source Python's numpy.
     A venv rather than a wrapper that blocks imports, so ``import onnxruntime`` fails exactly
     as on a board without it (``ModuleNotFoundError``) and ``importlib.util.find_spec`` agrees.
+    Each host's sessions get their own empty ``$HOME`` (``SshHost.home``): what the agent
+    writes under ``~`` stays per host, and this machine's ``~/.bashrc`` is not run.
 
 Links and failures
     ``link_down()`` in netns mode sets the *inside* end (``eth0``) down. The host side keeps its
@@ -317,6 +319,7 @@ class SshHost:
     log_path: Path
     python: str  # the interpreter the agent should use on this host
     workdir: Path
+    home: Path | None = None  # $HOME of its sessions (None: the user's own home)
     veth: str | None = None  # host-side end of the veth pair (netns mode)
     link_is_down: bool = False
     _fleet: SshFleet | None = field(default=None, repr=False)
@@ -483,7 +486,11 @@ class SshFleet:
     ``netns``: True requires namespaces (error if impossible), False forces loopback mode,
     None (default) uses namespaces when they work. ``python``: the hosts' default interpreter.
     ``user``: the login name (default: the user running the tests; sshd runs as that user too,
-    so non-root runs get loopback hosts that accept only that user).
+    so non-root runs get loopback hosts that accept only that user). ``own_home`` (default)
+    gives each host's sessions their own empty ``$HOME`` (``SshHost.home``, via sshd's
+    ``SetEnv``), so hosts do not share dot-files and the login shell reads no ``~/.bashrc``
+    of this machine (a pyenv init there costs ~0.2 s per command and leaves a stale lock when a
+    test kills a session mid-way); commands get sshd's default ``PATH``.
     """
 
     def __init__(
@@ -497,6 +504,7 @@ class SshFleet:
         client_alive_interval_s: int = 2,
         client_alive_count_max: int = 3,
         start_timeout_s: float = 10.0,
+        own_home: bool = True,
     ):
         problems = missing_tools()
         if problems:
@@ -522,6 +530,7 @@ class SshFleet:
         self.client_alive_interval_s = client_alive_interval_s
         self.client_alive_count_max = client_alive_count_max
         self.start_timeout_s = start_timeout_s
+        self.own_home = own_home
         self.hosts: list[SshHost] = []
         self.closed = False
         self._numpy_only_python: str | None = None
@@ -556,6 +565,9 @@ class SshFleet:
             host_public_key=_keygen(key_path, f"{name}-hostkey-1"), netns=None, pid=0,
             log_path=hostdir / "sshd.log", python=python or self.python, workdir=hostdir, _fleet=self,
         )
+        if self.own_home:
+            host.home = hostdir / "home"
+            host.home.mkdir()
         (hostdir / "authorized_keys").write_text(self.client_public_key + " edgecost-test-client\n")
         self.hosts.append(host)  # from here on, close() cleans it up even if starting fails
         if self.mode == "netns":
@@ -668,6 +680,7 @@ X11Forwarding no
 MaxStartups 100:30:200
 MaxSessions 50
 Subsystem sftp internal-sftp
+{f"SetEnv HOME={host.home}" if host.home else ""}
 """
         host._config_path = host.workdir / "sshd_config"
         host._config_path.write_text(config)

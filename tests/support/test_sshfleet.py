@@ -68,6 +68,17 @@ def test_two_hosts_are_reachable_at_once_at_different_addresses(ssh_hosts_two: l
             assert out.split()[2:4] == [host.address, str(host.port)]
 
 
+def test_each_host_has_its_own_home(ssh_hosts_two: list[SshHost]):
+    homes = []
+    for host in ssh_hosts_two:
+        with host.connect() as client:
+            status, out, _ = run(client, "echo $HOME; touch ~/marker")
+            assert (status, out) == (0, f"{host.home}\n")
+            homes.append(out)
+        assert (host.home / "marker").exists()
+    assert homes[0] != homes[1]
+
+
 def test_unknown_or_wrong_host_key_is_refused(ssh_hosts_two: list[SshHost]):
     host, other = ssh_hosts_two
     client = paramiko.SSHClient()
@@ -271,7 +282,12 @@ def test_stale_leftovers_of_a_crashed_run_are_removed(ssh_fleet):  # ssh_fleet: 
     host = crashed.add_host()
     client = host.connect()
     client.exec_command("sleep 62")
-    orphans = wait_for(lambda: (pids := host.all_pids()) if len(pids) >= 3 else None)
+
+    def session_running():  # listener + session sshd + sleep
+        pids = host.all_pids()
+        return pids if len(pids) >= 3 else None
+
+    orphans = wait_for(session_running)
     assert orphans, "the crashed run's session did not start"
     made += [f"sshd pid {host.pid}", f"folder {crashed.workdir}"]
     try:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -115,7 +116,7 @@ def test_exports_are_byte_identical_in_a_fresh_process(tmp_path):
     """)
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "there")], capture_output=True,
                           text=True, timeout=120, check=True)
-    there = [open(line, "rb").read() for line in done.stdout.split()]
+    there = [Path(line).read_bytes() for line in done.stdout.split()]
     assert here == there
 
 
