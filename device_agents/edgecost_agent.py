@@ -1195,11 +1195,72 @@ def gpu_info():
     return gpus
 
 
+def probe_one_runtime(name):
+    """Import one runtime here and describe it (the in-process twin of _RUNTIME_PROBE_SRC).
+
+    :returns: dict -- {available, version, ...} or {available: False, error}
+    """
+    info = {}
+    try:
+        if name == "onnxruntime":
+            import onnxruntime as mod
+            info["providers"] = list(mod.get_available_providers())
+        elif name == "ai_edge_litert":
+            import ai_edge_litert as mod
+            import ai_edge_litert.interpreter  # noqa: F401
+        elif name == "tflite_runtime":
+            import tflite_runtime as mod
+            import tflite_runtime.interpreter  # noqa: F401
+        elif name == "torch":
+            import torch as mod
+            info["num_threads"] = int(mod.get_num_threads())
+            info["cuda_available"] = bool(mod.cuda.is_available())
+        else:
+            mod = __import__(name)
+        info["available"] = True
+        info["version"] = str(getattr(mod, "__version__", "unknown"))
+    except Exception as exc:  # any import failure means "not usable here"
+        info = {"available": False, "error": "%s: %s" % (type(exc).__name__, exc)}
+    return info
+
+
+def probe_runtimes_without_exec(timeout_secs=RUNTIME_PROBE_TIMEOUT_SECS):
+    """The runtime probe where this interpreter cannot be started again (``exec`` fails).
+
+    Under qemu user emulation without binfmt_misc, ``sys.executable`` is an aarch64 binary
+    the kernel cannot exec ("Exec format error"), but ``fork`` works: each runtime is
+    imported in a forked child (so a crashing import still kills only the child), or in
+    this process where ``fork`` does not exist either.
+
+    :returns: OrderedDict -- as ``probe_runtimes``
+    """
+    out = collections.OrderedDict()
+    for name in RUNTIME_PROBE_NAMES:
+        if not can_fork():
+            out[name] = probe_one_runtime(name)
+            continue
+        try:
+            payload = run_in_worker(probe_one_runtime, name, timeout_secs,
+                                    activity="importing %s" % name)
+        except AgentFailure as exc:
+            out[name] = {"available": False, "error": "importing %s failed: %s"
+                         % (name, exc.message)}
+            continue
+        if payload.get("ok"):
+            out[name] = payload["result"]
+        else:
+            out[name] = {"available": False, "error": (payload.get("error") or {}).get(
+                "message", "the probe failed")}
+    return out
+
+
 def probe_runtimes(timeout_secs=RUNTIME_PROBE_TIMEOUT_SECS):
     """Import each runtime in a subprocess of this interpreter (in parallel, with a timeout).
 
     A runtime whose import segfaults (it happens under emulation, or with a wheel built
-    for another CPU) kills only its probe.
+    for another CPU) kills only its probe.  Where the interpreter cannot be spawned at
+    all (an ``OSError`` such as "Exec format error" under qemu user emulation), the probe
+    falls back to ``probe_runtimes_without_exec``.
 
     :returns: OrderedDict -- name -> {available, version, ...} or {available: False, error}
     """
@@ -1210,13 +1271,19 @@ def probe_runtimes(timeout_secs=RUNTIME_PROBE_TIMEOUT_SECS):
                 [sys.executable, "-c", _RUNTIME_PROBE_SRC, name], stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
         except OSError as exc:
-            procs[name] = exc
+            log("cannot start %s to probe runtimes (%s): probing without exec"
+                % (sys.executable, describe_exception(exc)))
+            for proc in procs.values():
+                proc.kill()
+                proc.communicate()
+            out = probe_runtimes_without_exec(timeout_secs)
+            for probe_name, info in out.items():
+                if not info.get("available"):
+                    info["install_hint"] = INSTALL_HINTS.get(probe_name)
+            return out
     deadline = time.monotonic() + timeout_secs
     out = collections.OrderedDict()
     for name, proc in procs.items():
-        if isinstance(proc, OSError):
-            out[name] = {"available": False, "error": describe_exception(proc)}
-            continue
         try:
             stdout, stderr = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -1823,7 +1890,7 @@ BENCH_DEFAULTS = collections.OrderedDict([
     ("num_runs", 50), ("min_secs", 1.0), ("max_secs", 150.0), ("profile_runs", 0),
     ("ort_optimization_level", "all"), ("providers", None), ("xnnpack", True),
     ("return_samples", False), ("isolate", True), ("timeout_secs", None), ("seed", 0),
-    ("test_hook", None),
+    ("test_hook", None), ("heartbeat_secs", 0.0),
 ])
 
 TEST_HOOKS = ("segv", "abort", "sigkill", "memory_error", "raise", "stdout_noise")
@@ -1931,6 +1998,7 @@ def parse_bench_args(raw, workdir=None):
     else:
         opts["timeout_secs"] = _num_arg(raw, "timeout_secs", 0.0)
     opts["seed"] = _int_arg(raw, "seed", 0)
+    opts["heartbeat_secs"] = _num_arg(raw, "heartbeat_secs")
     hook = raw.get("test_hook")
     if hook is not None:
         if os.environ.get(TEST_HOOKS_ENV) != "1":
@@ -2197,6 +2265,53 @@ def _prepare_fork():
 _UNREAPED = []
 
 
+class Heartbeat(object):
+    """Progress lines for the host while a request waits on a worker.
+
+    ``serve`` installs one (``_HEARTBEAT[0]``) for a bench request with ``heartbeat_secs``
+    > 0; ``run_in_worker`` wakes up at least every ``interval_secs`` and writes
+    ``{"id": ID, "heartbeat": true, "elapsed_s": ...}`` to the protocol stream, so a host
+    on a flaky link can tell a long bench from a dead link.  Heartbeats come only while a
+    forked worker runs (the runtime import probe and the bench itself), never from the
+    agent's own in-process work; a host must not treat a short silence as a failure.
+
+    :param stream: the protocol stream
+    :param request_id: the request's ``id``, echoed
+    :param interval_secs: float > 0
+    """
+
+    def __init__(self, stream, request_id, interval_secs):
+        self.stream = stream
+        self.request_id = request_id
+        self.interval_secs = interval_secs
+        self.start = time.monotonic()
+        self.next_at = self.start + interval_secs
+        self.failed = False
+
+    def wait_secs(self):
+        """:returns: float -- seconds until the next heartbeat is due (>= 0)."""
+        return max(0.0, self.next_at - time.monotonic())
+
+    def maybe_beat(self):
+        """Write a heartbeat line if one is due (a closed stream is ignored)."""
+        now = time.monotonic()
+        if now < self.next_at:
+            return
+        self.next_at = now + self.interval_secs
+        if self.failed:
+            return
+        try:
+            emit(self.stream, collections.OrderedDict([
+                ("id", self.request_id), ("heartbeat", True),
+                ("elapsed_s", round(now - self.start, 3))]))
+        except (OSError, ValueError):  # the host went away; the final response will say so
+            self.failed = True
+
+
+#: The heartbeat of the request being served, or None (a list so workers share the slot).
+_HEARTBEAT = [None]
+
+
 def _write_all(fd, data):
     view = memoryview(data)
     while view:
@@ -2258,13 +2373,17 @@ def run_in_worker(func, arg, timeout_secs, activity="benchmarking"):
     chunks = []
     timed_out = False
     deadline = time.monotonic() + timeout_secs
+    heartbeat = _HEARTBEAT[0]
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
                 break
-            ready, _, _ = select.select([read_fd], [], [], remaining)
+            wait = remaining if heartbeat is None else min(remaining, heartbeat.wait_secs())
+            ready, _, _ = select.select([read_fd], [], [], wait)
+            if heartbeat is not None:
+                heartbeat.maybe_beat()
             if not ready:
                 continue
             chunk = os.read(read_fd, 1 << 16)
@@ -2472,13 +2591,15 @@ class Server(object):
     def __init__(self, workdir):
         self.workdir = os.path.abspath(workdir)
         self.runtimes = None  # cached probe_runtimes() result
+        self.stream_out = None  # set by serve(); heartbeats go there
 
     def hello(self):
         """:returns: dict -- the first line the agent writes."""
         return collections.OrderedDict([
             ("hello", "edgecost-agent"), ("protocol_version", PROTOCOL_VERSION),
             ("agent_version", AGENT_VERSION), ("python", platform.python_version()),
-            ("pid", os.getpid()), ("workdir", self.workdir), ("isolation", can_fork())])
+            ("pid", os.getpid()), ("workdir", self.workdir), ("isolation", can_fork()),
+            ("heartbeat", True)])
 
     def handle_line(self, line):
         """:returns: (dict response, bool stop)."""
@@ -2505,7 +2626,7 @@ class Server(object):
                     self.runtimes = probe_runtimes()
                 result = sysinfo(probe=bool(probe), runtimes=self.runtimes if probe else None)
             elif cmd == "bench":
-                result = handle_bench(args, self.workdir)
+                result = self._bench(request_id, args)
             elif cmd == "shutdown":
                 cleaned = False
                 if args.get("cleanup"):
@@ -2527,6 +2648,19 @@ class Server(object):
                 "internal_error", "agent bug: " + traceback.format_exc()[-3000:])), False
         return self._ok(request_id, result), False
 
+    def _bench(self, request_id, args):
+        """``handle_bench`` with heartbeats when the request asks for them."""
+        interval = args.get("heartbeat_secs")
+        if (self.stream_out is None or isinstance(interval, bool)
+                or not isinstance(interval, (int, float)) or not interval > 0
+                or math.isinf(interval)):
+            return handle_bench(args, self.workdir)  # bad values: parse_bench_args says so
+        _HEARTBEAT[0] = Heartbeat(self.stream_out, request_id, float(interval))
+        try:
+            return handle_bench(args, self.workdir)
+        finally:
+            _HEARTBEAT[0] = None
+
     @staticmethod
     def _ok(request_id, result):
         return collections.OrderedDict([("id", request_id), ("ok", True), ("result", result)])
@@ -2538,6 +2672,7 @@ class Server(object):
 
     def serve(self, stream_in, stream_out):
         """Serve until end of input or ``shutdown``.  :returns: int exit code."""
+        self.stream_out = stream_out
         try:
             emit(stream_out, self.hello())
         except (OSError, ValueError):

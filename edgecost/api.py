@@ -244,18 +244,31 @@ def profile(
     deadline = time.monotonic() + budget_minutes * 60.0
     total: CampaignResult | None = None
     attempts = 0
+    # Items finished by attempts that a dropped link cut short (run_campaign returned nothing).
+    cut_short = {"ok": 0, "failed": 0}
     while True:
+        attempt = {"ok": 0, "failed": 0}
+
+        def track(ev, attempt=attempt) -> None:
+            if ev.kind in ("measured", "failed"):
+                attempt["ok"], attempt["failed"] = ev.done_ok, ev.done_failed
+            if on_event:
+                on_event(ev)
+
         session = open_session(dev)
         try:
+            done = _done(total) + cut_short["ok"] + cut_short["failed"]
             r = run_campaign(session, target, st, budget_s=max(0.0, deadline - time.monotonic()),
                              settings=settings, new=new and total is None and attempts == 0,
-                             max_items=None if max_items is None else max_items - _done(total),
-                             on_event=on_event, stop=stop)
+                             max_items=None if max_items is None else max(0, max_items - done),
+                             on_event=track, stop=stop)
             total = _merge(total, r)
             break
         except (HostKeyError, AuthError):
             raise
         except TransportError as exc:
+            cut_short["ok"] += attempt["ok"]
+            cut_short["failed"] += attempt["failed"]
             attempts += 1
             if attempts > max_reconnects or time.monotonic() >= deadline:
                 raise
@@ -269,6 +282,9 @@ def profile(
                 time.sleep(wait_s)
         finally:
             session.close(cleanup=True)
+    if total is not None:
+        total.measured += cut_short["ok"]
+        total.failed += cut_short["failed"]
     if total is not None and train and st.count_measurements(target) > 0:
         from .predictor import train as trainer
 

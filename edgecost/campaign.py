@@ -109,11 +109,16 @@ class ItemStream:
         self.kernels = [n for n in names if zoo.FAMILIES[n].kind == "kernel"]
         self.settings = settings
         self.batch = batch
+        self.weights: dict[str, float] | None = None  # adaptive: where the predictor is least sure
 
     def family_of(self, i: int) -> str:
         rng = np.random.default_rng([self.settings.seed, i, 1])
         pick_kernel = self.kernels and (not self.networks or rng.random() < self.settings.kernel_share)
         pool = self.kernels if pick_kernel else self.networks
+        if self.weights:
+            w = np.array([self.weights.get(f, 0.0) for f in pool], float)
+            if w.sum() > 0:
+                return pool[int(rng.choice(len(pool), p=w / w.sum()))]
         # Round-robin within the pool keeps every family represented even in short campaigns.
         order = np.random.default_rng([self.settings.seed, 7]).permutation(len(pool))
         return pool[int(order[i % len(pool)])]
@@ -128,11 +133,58 @@ class ItemStream:
             cap = int(fam.default_max_flops * 6)
         return fam.sample(rng, batch=self.batch, max_flops=cap)
 
-    def __iter__(self) -> Iterator[tuple[int, Any]]:
-        i = 0
+    def specs_from(self, start: int) -> Iterator[tuple[int, Any]]:
+        i = start
         while True:
             yield i, self.spec(i)
             i += 1
+
+
+class AdaptiveWeights:
+    """Adaptive sampling (after nn-Meter): measure next where the predictor is least sure.
+
+    Every ``refit_every`` measured models (after the first ``warmup``), a quick predictor
+    is fitted on everything stored for the target; its out-of-fold error per family sets
+    how often each family is drawn next (half uniform, half in proportion to the error
+    weighted by how often the family was already measured), so measuring time goes where
+    the profile is still wrong.
+    """
+
+    def __init__(self, store: Store, target: Target, stream: ItemStream, *, warmup: int = 60,
+                 refit_every: int = 50, explore: float = 0.5):
+        self.store, self.target, self.stream = store, target, stream
+        self.warmup, self.refit_every, self.explore = warmup, refit_every, explore
+        self.last_fit_at = 0
+        self.history: list[dict[str, Any]] = []
+
+    def maybe_refit(self, n_measured: int) -> dict[str, float] | None:
+        if n_measured < self.warmup or n_measured - self.last_fit_at < self.refit_every:
+            return None
+        self.last_fit_at = n_measured
+        from .predictor.dataset import build_dataset
+        from .predictor.model import LatencyPredictor
+
+        ds = build_dataset(self.store, self.target)
+        if len(ds.models) < 20:
+            return None
+        fast = LatencyPredictor(n_estimators=150, folds=3, model_correction=False)
+        fast.fit(ds.models)
+        y = np.array([m.latency_ms for m in ds.models])
+        err = np.abs(np.log(y / fast.oof_predictions_ms_))
+        fams = np.array([m.family for m in ds.models])
+        names = self.stream.networks + self.stream.kernels
+        mean_err = {f: float(err[fams == f].mean()) if np.any(fams == f) else float(err.max()) for f in names}
+        weights = {}
+        for pool in (self.stream.networks, self.stream.kernels):
+            if not pool:
+                continue
+            total = sum(mean_err[f] for f in pool) or 1.0
+            for f in pool:
+                weights[f] = self.explore / len(pool) + (1 - self.explore) * mean_err[f] / total
+        self.stream.weights = weights
+        self.history.append({"n_measured": n_measured, "mean_abs_log_error": float(err.mean()),
+                             "within_10pct": float(np.mean(err <= np.log(1.1))), "weights": weights})
+        return weights
 
 
 def _export(spec, runtime: str, out_dir: Path) -> Path:
@@ -193,12 +245,18 @@ def run_campaign(
         emit(CampaignEvent("warning", message=warning))
 
     stream = ItemStream(settings, target.batch)
+    adaptive = AdaptiveWeights(store, target, stream) if settings.strategy == "adaptive" else None
+    # An adaptive stream depends on what was measured: resume after the last item, not at 0.
+    first_new = 1 + max((int(k.split(":", 1)[0]) for k in done), default=-1) if adaptive else 0
+    if adaptive is not None:
+        adaptive.last_fit_at = max(0, store.count_measurements(target) - adaptive.refit_every)
+        adaptive.maybe_refit(store.count_measurements(target))
     workdir = Path(tempfile.mkdtemp(prefix="edgecost-campaign-"))
     artifacts = paths.artifacts_dir()
     artifacts.mkdir(parents=True, exist_ok=True)
     status = "paused"
     try:
-        for index, spec in stream:
+        for index, spec in stream.specs_from(first_new):
             if stop is not None and stop.is_set():
                 result.stopped_because = "stopped"
                 status = "interrupted"
@@ -215,6 +273,10 @@ def run_campaign(
                 continue
             _measure_item(session, target, store, spec, item, index, settings.bench, workdir, artifacts,
                           campaign_id, result, emit, start, budget_s)
+            if adaptive is not None and adaptive.maybe_refit(store.count_measurements(target)):
+                top = sorted(stream.weights.items(), key=lambda kv: -kv[1])[:3]
+                emit(CampaignEvent("info", message="adaptive sampling: most weight on "
+                                   + ", ".join(f"{f} {w:.2f}" for f, w in top)))
     except KeyboardInterrupt:
         status = "interrupted"
         result.stopped_because = "interrupted"

@@ -21,7 +21,7 @@ EXAMPLE_DEVICE = "ci-epyc-2vcpu"
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _print_json(obj: Any) -> None:
@@ -172,9 +172,7 @@ def measure(models, device, runtime, threads, precision, batch, input_shape, war
     session = open_session(dev)
     con = _console()
     try:
-        facts = session.sysinfo()
-        if store is not None:
-            store.put_device_facts(dev.name, facts)
+        facts = session.sysinfo()  # stored with the first measurement, so a failure leaves the store untouched
         for path in models:
             meas = api.measure(path, device, runtime=runtime, threads=threads, precision=precision, batch=batch,
                                input_shapes=shapes, settings=settings, store=store, session=session,
@@ -388,6 +386,93 @@ def devices_check(name, as_json):
         _console().print(format_check(report))
     if not report.get("ok"):
         sys.exit(1)
+
+
+@devices.command("trust")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Trust the key without asking (after checking its fingerprint).")
+def devices_trust(name, yes):
+    """Fetch the device's SSH host key, show its fingerprint, and add it to known_hosts.
+
+    Compare the fingerprint with the one the device itself prints
+    (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on it) before you accept.
+    A key that CHANGED is never replaced here: remove the old line first (`ssh-keygen -R`).
+    """
+    from .devices import Inventory
+    from .errors import HostKeyError
+    from .transport.ssh import append_known_host, check_host_key, fetch_host_key, fingerprint
+
+    dev = Inventory().get(name)
+    if dev.kind != "ssh":
+        raise UsageError(f"{name} is this machine; it has no SSH host key", "trust SSH devices only")
+    endpoint, key, status = fetch_host_key(dev)
+    con = _console()
+    offered = f"{key.get_name()} {fingerprint(key)}"
+    if status == "known":
+        con.print(f"{name} ({endpoint.known_hosts_name}): {offered} is already trusted")
+        return
+    if status != "unknown":
+        check_host_key(endpoint, key, device_name=name)  # raises the CHANGED / revoked error
+        raise HostKeyError(f"the host key of {name} is {status}", "see `edgecost devices check`")  # pragma: no cover
+    con.print(f"{name} ({endpoint.known_hosts_name}) offers the host key {offered}")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not trusting a host key without confirmation",
+                             f"check the fingerprint, then run `edgecost devices trust {name} --yes`")
+        if not click.confirm(f"Is that the device's key? Add it to {endpoint.known_hosts}", default=False):
+            raise UsageError("host key not trusted", "nothing was changed")
+    path = append_known_host(endpoint, key)
+    con.print(f"added {endpoint.known_hosts_name} {key.get_name()} to {path}; "
+              f"check the device with `edgecost devices check {name}`")
+
+
+@devices.command("setup")
+@click.argument("name")
+@click.option("--wheels", type=click.Path(path_type=Path), default=None,
+              help="Install from the .whl files in this folder (uploaded from here) instead of the package index.")
+@click.option("--no-install", is_flag=True, help="Only check; print what is missing and the commands that fix it.")
+@click.option("--dry-run", is_flag=True, help="Print the commands setup would run on the device; change nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def devices_setup(name, wheels, no_install, dry_run, as_json):
+    """Make the agent's Python dependencies (NumPy, the runtime) available on the device.
+
+    Missing packages go into a user-level venv (`python3 -m venv --system-site-packages`
+    in the device's work dir), installed with pip from the package index or, with
+    --wheels, from wheels uploaded from this machine; the venv's python becomes the
+    device's `python` in the inventory. What cannot be installed is reported with the
+    commands that would install it.
+    """
+    from .device_setup import setup_device
+    from .devices import Inventory
+
+    dev = Inventory().get(name)
+    con = _console(stderr=as_json)
+    report = setup_device(dev, wheels=wheels, install=not no_install, dry_run=dry_run,
+                          on_step=None if as_json else (lambda text: con.print(f"[dim]{text}[/dim]")))
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        found = report.found
+        if report.ok and not report.installed:
+            con.print(f"{name} is ready: Python {report.python_version}, numpy {found.get('numpy')}, "
+                      f"runtime {dev.runtime} present ({report.python})")
+        elif report.ok:
+            con.print(f"{name} is ready: installed {', '.join(report.installed)} into {report.venv}; "
+                      f"its python {report.python} is now the device's python in the inventory")
+        elif dry_run:
+            con.print(f"{name} lacks {', '.join(report.missing)}; setup would run there:")
+            for cmd in report.planned:
+                con.print(f"  {cmd}", markup=False)
+        if not report.ok and not dry_run:
+            for problem in report.problems:
+                con.print(f"[red]problem:[/red] {problem}")
+            con.print(f"to install {', '.join(report.missing)} without a package index on the device, run:")
+            for cmd in report.manual:
+                con.print(f"  {cmd}", markup=False)
+    if not report.ok and not dry_run:
+        why = "; ".join(report.problems) or ("not installed (--no-install)" if no_install else "not installed")
+        raise EdgecostError(f"{name} still lacks {', '.join(report.missing)}: {why}",
+                            "run the commands printed above")
 
 
 # -- store --------------------------------------------------------------------------

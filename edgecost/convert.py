@@ -25,6 +25,7 @@ import re
 import struct
 import sys
 import tempfile
+import threading
 import time
 import warnings
 import zipfile
@@ -462,21 +463,96 @@ def _trailing_number(name: str) -> tuple[int, str]:
     return (int(match.group(1)) if match else -1, name)
 
 
+class _SharedQuiet:
+    """A process-wide change (file descriptors, ``sys.stdout``, warning filters) shared by
+    concurrent exports: the first thread in makes it, the last one out undoes it.
+
+    Saving and restoring per thread is wrong when campaigns export in parallel threads
+    (``edgecost profile --devices a,b``): a thread that enters while another is silenced
+    saves the *silenced* state and restores it last, leaving stdout/stderr in a scratch
+    file for good.
+    """
+
+    def __init__(self, enter, leave):
+        self._enter, self._leave = enter, leave
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._token: Any = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                self._token = self._enter()
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    token, self._token = self._token, None
+                    self._leave(token)
+
+
+def _python_quiet_enter() -> Any:
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)
+    catcher = warnings.catch_warnings()
+    catcher.__enter__()
+    warnings.simplefilter("ignore")
+    stdout, sys.stdout = sys.stdout, io.StringIO()
+    return level, catcher, stdout
+
+
+def _python_quiet_leave(token: Any) -> None:
+    level, catcher, stdout = token
+    sys.stdout = stdout
+    catcher.__exit__(None, None, None)
+    logging.getLogger("torch.onnx").setLevel(level)
+
+
+def _native_quiet_enter() -> Any:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no such descriptors (a windowless process): nothing to silence
+        return None
+    sink = tempfile.TemporaryFile()
+    os.dup2(sink.fileno(), 1)
+    os.dup2(sink.fileno(), 2)
+    return saved, sink
+
+
+def _native_quiet_leave(token: Any) -> None:
+    if token is None:
+        return
+    saved, sink = token
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+    finally:
+        for fd in saved:
+            os.close(fd)
+        sink.close()
+
+
+_PYTHON_QUIET = _SharedQuiet(_python_quiet_enter, _python_quiet_leave)
+_NATIVE_QUIET = _SharedQuiet(_native_quiet_enter, _native_quiet_leave)
+
+
 @contextlib.contextmanager
 def _quiet_python(verbose: bool) -> Iterator[None]:
     """Silence exporters' Python warnings, progress prints and torch.onnx log chatter."""
     if verbose:
         yield
         return
-    onnx_logger = logging.getLogger("torch.onnx")
-    level = onnx_logger.level
-    onnx_logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        onnx_logger.setLevel(level)
+    with _PYTHON_QUIET():
+        yield
 
 
 @contextlib.contextmanager
@@ -485,27 +561,8 @@ def _quiet_native(verbose: bool) -> Iterator[None]:
     if verbose:
         yield
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        saved = [os.dup(1), os.dup(2)]
-    except OSError:  # no such descriptors (a windowless process): nothing to silence
+    with _NATIVE_QUIET():
         yield
-        return
-    try:
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-    finally:
-        for fd in saved:
-            os.close(fd)
 
 
 @contextlib.contextmanager

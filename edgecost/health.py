@@ -18,18 +18,26 @@ def check_device(device) -> dict[str, Any]:
 
     report: dict[str, Any] = {"device": device.name, "kind": device.kind, "host": device.host, "ok": False}
     t0 = time.monotonic()
-    session = open_session(device)
     try:
-        hello = session.start()
-        report["session_setup_ms"] = round((time.monotonic() - t0) * 1000.0, 1)
-        report["agent_version"] = hello.get("agent_version")
-        report["python"] = hello.get("python")
-        facts = session.sysinfo()
+        session = open_session(device)
+        try:
+            hello = session.start()
+            report["session_setup_ms"] = round((time.monotonic() - t0) * 1000.0, 1)
+            report["agent_version"] = hello.get("agent_version")
+            report["python"] = hello.get("python")
+            endpoint = getattr(session, "endpoint", None)
+            if endpoint is not None:
+                report["ssh"] = {"address": endpoint.address, "via": list(endpoint.proxy_jump),
+                                 "workdir": session.workdir, "python_path": session.python}
+            t1 = time.monotonic()
+            facts = session.sysinfo()
+            report["sysinfo_ms"] = round((time.monotonic() - t1) * 1000.0, 1)
+        finally:
+            session.close()
     except EdgecostError as exc:
         report["error"] = str(exc)
+        report["error_kind"] = type(exc).__name__
         return report
-    finally:
-        session.close()
     runtimes = {k: v.get("version") for k, v in (facts.get("runtimes") or {}).items()
                 if isinstance(v, dict) and v.get("available")}
     report["runtimes"] = runtimes
@@ -43,6 +51,9 @@ def check_device(device) -> dict[str, Any]:
     report["memory_mb"] = round((facts.get("memory") or {}).get("total_mb") or 0) or None
     report["power_sensors"] = facts.get("power_sensors") or []
     report["max_temp_c"] = facts.get("max_temp_c")
+    report["thermal_zones"] = len(facts.get("thermal_zones") or [])
+    report["raspberry_pi"] = facts.get("raspberry_pi")
+    report["machine"] = (facts.get("os") or {}).get("machine")
     report["jetson"] = facts.get("jetson")
     report["gpus"] = facts.get("gpus") or []
     report["os"] = facts.get("os")
@@ -64,15 +75,22 @@ def check_device(device) -> dict[str, Any]:
 def format_check(report: dict[str, Any]) -> str:
     lines = [f"[bold]{report['device']}[/bold] ({report['kind']}{', ' + report['host'] if report.get('host') else ''})"]
     if "session_setup_ms" in report:
-        lines.append(f"  agent {report.get('agent_version')} on Python {report.get('python')}, "
-                     f"session set up in {report['session_setup_ms']:.0f} ms")
-    for key, label in (("cpu", "cpu"), ("cores", "cores"), ("governor", "governor"), ("memory_mb", "memory MB")):
+        ssh = report.get("ssh") or {}
+        via = f" via {', '.join(ssh['via'])}" if ssh.get("via") else ""
+        lines.append(f"  agent {report.get('agent_version')} on Python {report.get('python')}"
+                     f"{' (' + ssh['python_path'] + ')' if ssh.get('python_path') else ''}, "
+                     f"session set up in {report['session_setup_ms']:.0f} ms"
+                     f"{' over SSH to ' + ssh['address'] + via if ssh else ''}")
+    for key, label in (("machine", "machine"), ("cpu", "cpu"), ("cores", "cores"), ("governor", "governor"),
+                       ("memory_mb", "memory MB"), ("max_temp_c", "hottest die °C")):
         if report.get(key) is not None:
             lines.append(f"  {label}: {report[key]}")
     if report.get("runtimes"):
         lines.append("  runtimes: " + ", ".join(f"{k} {v}" for k, v in report["runtimes"].items()))
     if report.get("missing_runtimes"):
-        lines.append("  missing: " + ", ".join(report["missing_runtimes"]))
+        hints = report.get("install_hints") or {}
+        lines.append("  missing: " + ", ".join(f"{m} ({hints[m]})" if hints.get(m) else m
+                                               for m in report["missing_runtimes"]))
     sensors = report.get("power_sensors") or []
     lines.append("  power sensors: " + (", ".join(f"{s.get('kind')}:{s.get('name') or s.get('label')}"
                                                     for s in sensors) if sensors else "none found"))

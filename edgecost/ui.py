@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
 from .errors import EdgecostError
+
+log = logging.getLogger(__name__)
 
 
 def run_profiles(
@@ -71,7 +74,11 @@ def run_profiles(
                 summary["campaign_total_failed"] = camp["measured_failed"]
             results[name] = summary
         except EdgecostError as exc:
-            results[name] = {"device": name, "error": str(exc)}
+            results[name] = {"device": name, "error": str(exc), "error_kind": type(exc).__name__}
+        except Exception as exc:  # a bug must not hide the other devices' results
+            log.exception("campaign on %s failed", name)
+            results[name] = {"device": name, "error": f"internal error: {type(exc).__name__}: {exc}",
+                             "error_kind": "internal"}
         finally:
             progress.update(task, completed=budget_s)
 

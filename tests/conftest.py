@@ -19,3 +19,9 @@ from support.ssh_fixtures import (  # noqa: E402, F401
 
 # The arm64 Debian root run under qemu-aarch64-static (tests/support/armroot.py).
 from support.armroot import arm64_root  # noqa: E402, F401
+
+# Fleet hosts as inventory devices behind an ssh config and known_hosts (tests/support/ssh_devices.py).
+from support.ssh_devices import ssh_home  # noqa: E402, F401
+
+# A short real campaign on this machine and its fitted profile (tests/support/profiled.py).
+from support.profiled import profiled  # noqa: E402, F401

@@ -33,6 +33,7 @@ import numpy as np
 from ..features import FEATURE_NAMES, feature_matrix
 from ..graph.categories import CATEGORIES
 from ..records import KernelRecord
+from .mlp import MLP
 from .trees import TreeEnsemble
 
 _FLOOR_US = 0.05  # times below the clock's useful resolution are floored
@@ -114,9 +115,9 @@ class Baseline:
 
 @dataclass
 class KernelModel:
-    """Kernel time (µs) = baseline × exp(trees)."""
+    """Kernel time (µs) = baseline × exp(regressor), the regressor being boosted trees or an MLP."""
 
-    trees: TreeEnsemble
+    trees: TreeEnsemble | MLP
     baseline: Baseline
 
     def predict_us(self, X: np.ndarray) -> np.ndarray:
@@ -129,7 +130,9 @@ class KernelModel:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "KernelModel":
-        return cls(TreeEnsemble.from_dict(d["trees"]), Baseline.from_dict(d["baseline"]))
+        reg = d["trees"]
+        regressor = MLP.from_dict(reg) if reg.get("format") == "edgecost-mlp-1" else TreeEnsemble.from_dict(reg)
+        return cls(regressor, Baseline.from_dict(d["baseline"]))
 
 
 # -- the predictor ---------------------------------------------------------------------------
@@ -140,23 +143,31 @@ class LatencyPredictor:
 
     def __init__(
         self,
+        regressor: str = "gbm",
         n_estimators: int = 500,
         learning_rate: float = 0.05,
         num_leaves: int = 31,
         max_depth: int = 10,
         min_child_samples: int = 3,
         baseline: bool = True,
+        reconcile: bool = True,
+        model_correction: bool = True,
+        consistency_rounds: int = 0,
         folds: int = 5,
         backfit_rounds: int = 4,
         coverage: float = 0.9,
         seed: int = 0,
     ):
+        self.regressor = regressor
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.max_depth = max_depth
         self.min_child_samples = min_child_samples
         self.baseline = baseline
+        self.reconcile = reconcile
+        self.model_correction = model_correction
+        self.consistency_rounds = consistency_rounds
         self.folds = folds
         self.backfit_rounds = backfit_rounds
         self.coverage = coverage
@@ -168,6 +179,8 @@ class LatencyPredictor:
         y_us = np.maximum(y_us, _FLOOR_US)
         base = Baseline.fit(X, y_us) if self.baseline else Baseline.unit()
         target = np.log(y_us) - np.log(base.predict(X))
+        if self.regressor == "mlp":
+            return KernelModel(MLP.fit(X, target, seed=self.seed), base)
         params = {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves, "max_depth": self.max_depth,
                   "min_data_in_leaf": self.min_child_samples}
         trees = TreeEnsemble.fit(X, target, n_estimators=self.n_estimators, params=params, seed=self.seed)
@@ -176,15 +189,23 @@ class LatencyPredictor:
     def _fit_kernel_model(self, models: list[TrainingModel], blocks: list[np.ndarray]) -> KernelModel:
         measured = [m.has_kernel_times for m in models]
         if any(measured):
-            rows, ys = [], []
-            for m, b, ok in zip(models, blocks, measured):
-                if not ok:
-                    continue
-                t = np.array([np.nan if v is None else v for v in m.kernel_times_us], float)
-                keep = ~np.isnan(t)
-                rows.append(b[keep])
-                ys.append(t[keep])
-            return self._fit_kernels(np.vstack(rows), np.concatenate(ys))
+            times = [np.array([np.nan if v is None else v for v in m.kernel_times_us], float) if ok else None
+                     for m, ok in zip(models, measured)]
+            if self.reconcile:
+                times = _reconcile(models, times)
+            idx = [i for i, t in enumerate(times) if t is not None]
+            keeps = [~np.isnan(times[i]) for i in idx]
+            X = np.vstack([blocks[i][k] for i, k in zip(idx, keeps)])
+            km = self._fit_kernels(X, np.concatenate([times[i][k] for i, k in zip(idx, keeps)]))
+            for _ in range(self.consistency_rounds):
+                # Smooth the split: each model's kernels in proportion to the current predictions,
+                # summing to the model's measured time (the profile only seeded the split).
+                ys = []
+                for i, k in zip(idx, keeps):
+                    p = km.predict_us(blocks[i][k])
+                    ys.append(p * (np.nansum(times[i][k]) / max(p.sum(), 1e-9)))
+                km = self._fit_kernels(X, np.concatenate(ys))
+            return km
         return self._backfit(models, blocks)
 
     def _backfit(self, models: list[TrainingModel], blocks: list[np.ndarray]) -> KernelModel:
@@ -220,13 +241,26 @@ class LatencyPredictor:
         n_folds = max(2, min(self.folds, len(models)))
         fold_of = rng.permutation(len(models)) % n_folds
         oof_sum = np.zeros(len(models))
+        oof_kernels: list[np.ndarray] = [np.zeros(0)] * len(models)
         for f in range(n_folds):
             train_idx = np.flatnonzero(fold_of != f)
             km = self._fit_kernel_model([models[i] for i in train_idx], [blocks[i] for i in train_idx])
             for i in np.flatnonzero(fold_of == f):
-                oof_sum[i] = km.predict_us(blocks[i]).sum() / 1000.0
+                oof_kernels[i] = km.predict_us(blocks[i])
+                oof_sum[i] = oof_kernels[i].sum() / 1000.0
         self.calibration_ = _fit_calibration(oof_sum, n_k, y)
         pred = _apply_calibration(self.calibration_, oof_sum, n_k)
+        self.correction_ = None
+        if self.model_correction and len(models) >= 40:
+            Z = np.vstack([_model_features(b, k) for b, k in zip(blocks, oof_kernels)])
+            resid = np.log(y / pred)
+            # Out-of-fold again, so the interval below stays honest.
+            oof_corr = np.zeros(len(models))
+            for f in range(n_folds):
+                tr = fold_of != f
+                oof_corr[~tr] = _fit_correction(Z[tr], resid[tr], self.seed).predict(Z[~tr])
+            pred = pred * np.exp(oof_corr)
+            self.correction_ = _fit_correction(Z, resid, self.seed)
         log_ratio = np.log(y / pred)
         alpha = (1.0 - self.coverage) / 2.0
         self.interval_log_ = (float(np.quantile(log_ratio, alpha)), float(np.quantile(log_ratio, 1 - alpha)))
@@ -246,9 +280,12 @@ class LatencyPredictor:
 
     def predict_one(self, kernels: Sequence[KernelRecord]) -> tuple[float, float, float, np.ndarray]:
         """(latency_ms, low_ms, high_ms, per-kernel ms scaled so they sum to the latency)."""
-        k_us = self.predict_kernels_us(kernels)
+        X = feature_matrix(kernels)
+        k_us = self.kernel_model_.predict_us(X)
         raw_ms = k_us.sum() / 1000.0
         ms = float(_apply_calibration(self.calibration_, np.array([raw_ms]), np.array([float(len(k_us))]))[0])
+        if self.correction_ is not None and len(k_us):
+            ms *= float(np.exp(self.correction_.predict(_model_features(X, k_us)[None, :])[0]))
         lo, hi = self.interval_log_
         per_kernel = k_us / 1000.0 * (ms / raw_ms) if raw_ms > 0 else k_us
         return ms, ms * math.exp(lo), ms * math.exp(hi), per_kernel
@@ -259,15 +296,22 @@ class LatencyPredictor:
         flat = [k for ks in kernel_lists for k in ks]
         if not flat:
             return _apply_calibration(self.calibration_, np.zeros(len(sizes)), sizes.astype(float))
-        k_us = self.kernel_model_.predict_us(feature_matrix(flat))
+        X = feature_matrix(flat)
+        k_us = self.kernel_model_.predict_us(X)
         sums = np.zeros(len(sizes))
         np.add.at(sums, np.repeat(np.arange(len(sizes)), sizes), k_us)
-        return _apply_calibration(self.calibration_, sums / 1000.0, sizes.astype(float))
+        out = _apply_calibration(self.calibration_, sums / 1000.0, sizes.astype(float))
+        if self.correction_ is not None:
+            bounds = np.r_[0, np.cumsum(sizes)]
+            Z = np.vstack([_model_features(X[a:b], k_us[a:b]) if b > a else np.zeros(_N_MODEL_FEATURES)
+                           for a, b in zip(bounds[:-1], bounds[1:])])
+            out = out * np.exp(self.correction_.predict(Z))
+        return out
 
     # -- portable state ------------------------------------------------------------------
 
-    _PARAMS = ("n_estimators", "learning_rate", "num_leaves", "max_depth", "min_child_samples", "baseline",
-               "folds", "backfit_rounds", "coverage", "seed")
+    _PARAMS = ("regressor", "n_estimators", "learning_rate", "num_leaves", "max_depth", "min_child_samples", "baseline",
+               "reconcile", "model_correction", "consistency_rounds", "folds", "backfit_rounds", "coverage", "seed")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -276,6 +320,7 @@ class LatencyPredictor:
             "feature_names": list(FEATURE_NAMES),
             "kernel_model": self.kernel_model_.to_dict(),
             "calibration": self.calibration_,
+            "correction": self.correction_.to_dict() if self.correction_ is not None else None,
             "interval_log": list(self.interval_log_),
             "n_models": self.n_models_,
             "n_kernels": self.n_kernels_,
@@ -291,11 +336,73 @@ class LatencyPredictor:
         self = cls(**{k: v for k, v in d["params"].items() if k in cls._PARAMS})
         self.kernel_model_ = KernelModel.from_dict(d["kernel_model"])
         self.calibration_ = dict(d["calibration"])
+        self.correction_ = TreeEnsemble.from_dict(d["correction"]) if d.get("correction") else None
         self.interval_log_ = tuple(d["interval_log"])
         self.n_models_ = d["n_models"]
         self.n_kernels_ = d["n_kernels"]
         self.kernel_times_measured_ = d["kernel_times_measured"]
         return self
+
+
+_I_OUT_ELEMS = FEATURE_NAMES.index("log2_out_elems")
+_N_MODEL_FEATURES = 8 + len(CATEGORIES)
+
+
+def _model_features(X: np.ndarray, k_us: np.ndarray) -> np.ndarray:
+    """What the end-to-end correction sees of a model: size, shape of its time budget, mix of kernels."""
+    total = float(k_us.sum())
+    work = _work(X)
+    cats = _categories_of(X)
+    share = np.bincount(cats, weights=k_us, minlength=len(CATEGORIES)) / max(total, 1e-9)
+    head = [
+        math.log(max(total, 1e-3)),
+        math.log(len(k_us)),
+        math.log1p(work[:, 0].sum() * 1e3),  # MFLOP
+        math.log1p(work[:, 1].sum()),  # MB moved
+        float(np.max(X[:, _I_OUT_ELEMS])),
+        float(np.mean(k_us < 5.0)),  # share of tiny kernels (dispatch-bound)
+        float(np.mean(np.log(np.maximum(k_us, 1e-3)))),
+        float(np.max(k_us) / max(total, 1e-9)),
+    ]
+    return np.concatenate([head, share])
+
+
+def _fit_correction(Z: np.ndarray, resid: np.ndarray, seed: int) -> TreeEnsemble:
+    params = {"learning_rate": 0.03, "num_leaves": 8, "max_depth": 4, "min_data_in_leaf": 10, "lambda_l2": 5.0}
+    return TreeEnsemble.fit(Z, resid, n_estimators=200, params=params, seed=seed)
+
+
+def _reconcile(models: list[TrainingModel], times: list[np.ndarray | None]) -> list[np.ndarray | None]:
+    """Make profiled kernel times add up to the measured end-to-end time.
+
+    A profiler adds its own cost to every node it times (ONNX Runtime: 1–3 µs a node on
+    a laptop-class core), and per-node times come from a few runs only.  Fit
+    ``Σ profiled = latency + δ·n_kernels − c`` over all models (δ: the profiler's cost a
+    node, c: the per-run cost outside any node), take δ off every kernel, then scale each
+    model's kernels so they sum to its measured latency minus c.  The kernel model then
+    learns times that are consistent with what users measure.
+    """
+    rows = [(np.nansum(t), np.count_nonzero(~np.isnan(t)), m.latency_ms * 1000.0)
+            for m, t in zip(models, times) if t is not None]
+    if len(rows) < 5:
+        return times
+    s, n, y = (np.array(c, float) for c in zip(*rows))
+    A = np.column_stack([n, -np.ones_like(n)]) / y[:, None]
+    (delta, c), *_ = np.linalg.lstsq(A, (s - y) / y, rcond=None)
+    positive = np.concatenate([t[~np.isnan(t)] for t in times if t is not None])
+    delta = float(np.clip(delta, 0.0, np.quantile(positive, 0.25)))
+    c = float(np.clip(c, 0.0, np.quantile(y, 0.05)))
+    out: list[np.ndarray | None] = []
+    for m, t in zip(models, times):
+        if t is None:
+            out.append(None)
+            continue
+        adj = np.maximum(t - delta, 0.1 * t)
+        total = np.nansum(adj)
+        target = max(m.latency_ms * 1000.0 - c, 0.2 * m.latency_ms * 1000.0)
+        scale = np.clip(target / total, 0.5, 2.0) if total > 0 else 1.0
+        out.append(adj * scale)
+    return out
 
 
 def _overhead_guess(models: list[TrainingModel]) -> float:
@@ -304,9 +411,20 @@ def _overhead_guess(models: list[TrainingModel]) -> float:
 
 
 def _fit_calibration(kernel_sum_ms: np.ndarray, n_kernels: np.ndarray, y_ms: np.ndarray) -> dict[str, float]:
-    """latency ≈ a·Σ + b·n + c, least relative squared error; falls back to a pure scale."""
+    """latency ≈ a·Σ + b·n + c, minimising the absolute relative error (IRLS).
+
+    Absolute rather than squared error: a few models the kernel model gets badly wrong
+    must not pull the whole scale down (squared error shrinks ``a`` to soften them and
+    leaves every other model low).  Falls back to a pure scale if the fit is degenerate.
+    """
     A = np.column_stack([kernel_sum_ms, n_kernels, np.ones_like(y_ms)]) / y_ms[:, None]
-    coef, *_ = np.linalg.lstsq(A, np.ones_like(y_ms), rcond=None)
+    w = np.ones_like(y_ms)
+    coef = np.array([1.0, 0.0, 0.0])
+    for _ in range(30):
+        sw = np.sqrt(w)[:, None]
+        coef, *_ = np.linalg.lstsq(A * sw, sw[:, 0], rcond=None)
+        r = np.abs(A @ coef - 1.0)
+        w = 1.0 / np.maximum(r, 1e-3)
     pred = A @ coef * y_ms
     if coef[0] <= 0 or np.any(pred <= 0):
         coef = np.array([float(np.median(y_ms / np.maximum(kernel_sum_ms, 1e-9))), 0.0, 0.0])

@@ -1,9 +1,13 @@
 """The host side of the agent's JSON-lines protocol (device_agents/PROTOCOL.md).
 
 A session owns one long-lived agent process on a device.  Requests go one line at a
-time; each gets exactly one response line.  A reader thread turns the agent's stdout
-into a queue so that every wait has a timeout.  If the agent process dies, the pending
-request fails with ``AgentCrashedError`` and the next request starts a new agent.
+time; each gets exactly one response line (a bench may be preceded by heartbeat lines,
+which only say the agent is alive).  A reader thread turns the agent's stdout into a
+queue so that every wait has a timeout.  If the agent process dies, the pending request
+fails with ``AgentCrashedError`` and the next request starts a new agent.  A transport
+whose link can drop (SSH) sets ``silence_check_s``: after that long without a line from
+the agent it checks the link (``_check_link``), and a dead link is a
+``ConnectionLostError``, never a model failure.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class LineReader:
         self._queue: queue.Queue[Any] = queue.Queue()
         self.tail: deque[str] = deque(maxlen=keep_last) if keep_last else deque(maxlen=1)
         self._keep = keep_last > 0
+        self.finished = threading.Event()  # set at end of stream
         self._thread = threading.Thread(target=self._run, args=(stream,), name=name, daemon=True)
         self._thread.start()
 
@@ -83,6 +88,7 @@ class LineReader:
             log.debug("reader %s stopped: %s", self._thread.name, exc)
         finally:
             self._queue.put(_EOF)
+            self.finished.set()
 
     def get(self, timeout_s: float) -> str | None:
         """The next line, or None at end of stream. Raises queue.Empty on timeout."""
@@ -98,6 +104,10 @@ class AgentSession(ABC):
 
     #: Seconds to wait for the agent's hello line after start.
     start_timeout_s = 60.0
+    #: Heartbeat interval asked of the agent during a bench (0: none; PROTOCOL.md).
+    heartbeat_secs = 0.0
+    #: After this many seconds without a line from the agent, ``_check_link`` runs (None: never).
+    silence_check_s: float | None = None
 
     def __init__(self, device, *, python: str | None = None):
         self.device = device
@@ -126,6 +136,20 @@ class AgentSession(ABC):
     @abstractmethod
     def stage_model(self, local_path: str | Path) -> str:
         """Make a model file available on the device; return its path there."""
+
+    # -- hooks of transports whose link can fail -----------------------------------
+
+    def _check_link(self, doing: str) -> None:
+        """Called after ``silence_check_s`` without a line; raise ``ConnectionLostError`` if
+        the link is gone (the default has no link to check)."""
+
+    def _loss_error(self, what: str, kind: str) -> AgentError | ConnectionLostError:
+        """The error for an agent that stopped answering (``kind``: agent_died or
+        agent_timeout); a transport with a link says ``ConnectionLostError`` when it is the
+        link that failed.  Called before ``_terminate``."""
+        hint = ("the next request starts a new agent" if kind == "agent_died"
+                else "it was stopped; the next request starts a new one")
+        return AgentCrashedError(what, hint, kind=kind)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -205,6 +229,8 @@ class AgentSession(ABC):
                 if not isinstance(resp, dict) or resp.get("id") != req_id:
                     log.debug("ignoring stray agent line: %s", raw[:200])
                     continue
+                if resp.get("heartbeat") is True and "ok" not in resp:
+                    continue  # the agent is alive and still working on this request
                 if resp.get("ok"):
                     return resp.get("result") or {}
                 if cmd == "shutdown":
@@ -212,30 +238,44 @@ class AgentSession(ABC):
                 raise error_from_response(resp.get("error") or {}, f"{self.device.name}")
 
     def _read_line(self, deadline: float, doing: str) -> str:
+        """The agent's next stdout line; a silence of ``silence_check_s`` checks the link."""
         assert self._stdout is not None
+        while True:
+            wait_s = max(0.0, deadline - time.monotonic())
+            if self.silence_check_s is not None:
+                wait_s = min(wait_s, self.silence_check_s)
+            try:
+                line = self._stdout.get(wait_s)
+            except queue.Empty:
+                if time.monotonic() < deadline:
+                    self._check_link_or_fail(doing)
+                    continue
+                self._fail(f"the agent on {self.device.name} did not answer in time while {doing}",
+                           "agent_timeout")
+            if line is None:
+                self._fail(f"the agent on {self.device.name} exited while {doing}", "agent_died")
+            return line
+
+    def _check_link_or_fail(self, doing: str) -> None:
         try:
-            line = self._stdout.get(max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            self._terminate()
+            self._check_link(doing)
+        except ConnectionLostError:
             self.hello = None
-            raise AgentCrashedError(
-                f"the agent on {self.device.name} did not answer in time while {doing}",
-                "it was stopped; the next request starts a new one",
-                kind="agent_timeout",
-            ) from None
-        if line is None:
-            self._lost(f"the agent on {self.device.name} exited while {doing}")
-        return line
+            self._terminate()
+            raise
 
     def _lost(self, what: str) -> None:
-        tail = " | ".join(list(self._stderr.tail)[-3:]) if self._stderr else ""
+        self._fail(what, "agent_died")
+
+    def _fail(self, what: str, kind: str) -> None:
+        tail = ""
+        if self._stderr is not None and kind == "agent_died":
+            self._stderr.finished.wait(1.0)  # the last words of a dying agent come on stderr
+            tail = " | ".join(list(self._stderr.tail)[-3:])
+        error = self._loss_error(f"{what}" + (f" (agent stderr: {tail})" if tail else ""), kind)
         self.hello = None
         self._terminate()
-        raise AgentCrashedError(
-            f"{what}" + (f" (agent stderr: {tail})" if tail else ""),
-            "the next request starts a new agent",
-            kind="agent_died",
-        )
+        raise error
 
     # -- convenience ---------------------------------------------------------------
 
@@ -247,6 +287,8 @@ class AgentSession(ABC):
 
     def bench(self, device_model_path: str, **args: Any) -> dict[str, Any]:
         args = dict(args, model_path=device_model_path)
+        if self.heartbeat_secs > 0 and self.start().get("heartbeat"):
+            args.setdefault("heartbeat_secs", self.heartbeat_secs)
         max_secs = float(args.get("max_secs", 150.0))
         timeout = float(args.get("timeout_secs", max_secs + 120.0))
         args.setdefault("timeout_secs", timeout)

@@ -936,6 +936,55 @@ def test_in_process_bench(served, models):
     check_stats(response["result"]["stats"], min_n=5)
 
 
+def test_heartbeats_while_a_bench_runs(served, models):
+    """heartbeat_secs > 0: progress lines with the request's id until the one response."""
+    served._next_id += 1
+    request_id = served._next_id
+    served.send_raw(json.dumps({"id": request_id, "cmd": "bench", "args": dict(
+        model_path=str(models["conv"]), num_runs=1, min_secs=1.0, warmup_runs=0,
+        warmup_min_secs=0, heartbeat_secs=0.1)}) + "\n")
+    beats = []
+    while True:
+        line = served.read_line(timeout=60)
+        assert line["id"] == request_id, line
+        if "ok" in line:
+            break
+        assert line["heartbeat"] is True and set(line) == {"id", "heartbeat", "elapsed_s"}
+        beats.append(line["elapsed_s"])
+    assert line["ok"], line
+    assert "heartbeat_secs" not in " ".join(line["result"]["warnings"])  # a known field
+    assert len(beats) >= 3 and beats == sorted(beats) and beats[0] > 0
+    assert served.hello["heartbeat"] is True
+    # Without heartbeat_secs (the default, 0) the response is the only line.
+    quiet = served.bench(model_path=str(models["conv"]), **QUICK_ARGS)
+    assert quiet["ok"] and "heartbeat" not in quiet
+    bad = served.bench(model_path=str(models["conv"]), heartbeat_secs=-1, **QUICK_ARGS)
+    assert bad["error"]["kind"] == "bad_request" and "heartbeat_secs" in bad["error"]["message"]
+
+
+def test_runtime_probe_without_exec_falls_back_to_forked_imports(tmp_path):
+    """Under qemu-user, exec of sys.executable fails with ENOEXEC: sysinfo still probes."""
+    not_a_program = tmp_path / "python-for-another-cpu"
+    not_a_program.write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 64)
+    not_a_program.chmod(0o755)
+    script = ("import importlib.util, sys\n"
+              "spec = importlib.util.spec_from_file_location('agent', sys.argv[1])\n"
+              "agent = importlib.util.module_from_spec(spec); spec.loader.exec_module(agent)\n"
+              "sys.executable = sys.argv[2]\n"
+              "sys.exit(agent.main(['sysinfo']))\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(AGENT), str(not_a_program)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "probing without exec" in proc.stderr
+    info = cli_json(proc)["result"]
+    assert info["runtimes"]["numpy"]["available"]
+    assert info["runtimes"]["onnxruntime"]["available"]
+    assert "CPUExecutionProvider" in info["runtimes"]["onnxruntime"]["providers"]
+    assert "onnxruntime" in info["available_runtimes"]
+    for name in info["missing_runtimes"]:
+        assert info["runtimes"][name]["install_hint"].startswith("pip install")
+
+
 def test_serve_sysinfo_is_cached_and_cheap_without_probes(served):
     quick_info = served.request("sysinfo", {"probe_runtimes": False})["result"]
     assert quick_info["runtimes"] is None and quick_info["agent_version"]

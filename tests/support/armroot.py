@@ -132,12 +132,15 @@ def write_python_wrapper(root: str | os.PathLike, path: str | os.PathLike) -> Pa
 
 @pytest.fixture(scope="session")
 def arm64_root() -> Path:
-    """The arm64 root (built on first use: about a minute and ~0.5 GB; then reused)."""
+    """The arm64 root (built on first use: about a minute and ~0.5 GB; then reused). Skips without
+    qemu/debootstrap, or fails when ``EDGECOST_REQUIRE_FLEET=1``."""
+    from support.ssh_fixtures import skip_or_fail  # EDGECOST_REQUIRE_FLEET=1: fail, do not skip
+
     if qemu_path() is None:
-        pytest.skip(f"{QEMU} is not installed (apt-get install qemu-user-static)")
+        skip_or_fail(f"{QEMU} is not installed (apt-get install qemu-user-static)")
     try:
         return build_arm64_root()
     except Arm64RootError as exc:
         if getattr(exc, "missing", False):
-            pytest.skip(str(exc).splitlines()[-1])
+            skip_or_fail(str(exc).splitlines()[-1])
         raise

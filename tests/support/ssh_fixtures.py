@@ -4,10 +4,14 @@
                     options) -> SshFleet``; every fleet it made is closed after the test.
 ``ssh_hosts_two``   two hosts started once per session (a ``list[SshHost]``).
 
+Without sshd the tests skip, unless ``EDGECOST_REQUIRE_FLEET=1`` (set by ``.ci/run``): then they fail.
+
 A failed test that used either gets the tail of each live host's sshd log in its report.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -20,10 +24,26 @@ def _remember(request: pytest.FixtureRequest, fleet: SshFleet) -> None:
     request.node.stash.setdefault(_USED_FLEETS, []).append(fleet)
 
 
+#: Set by .ci/run: a missing tool fails the test instead of skipping it.
+REQUIRE_ENV = "EDGECOST_REQUIRE_FLEET"
+
+
+def require_fleet() -> bool:
+    """Whether the SSH hosts and the arm64 root are required (CI) rather than optional."""
+    return os.environ.get(REQUIRE_ENV, "").strip().lower() not in ("", "0", "no", "false")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip the test, or fail it when ``EDGECOST_REQUIRE_FLEET=1`` (CI must not skip these)."""
+    if require_fleet():
+        pytest.fail(f"{reason} ({REQUIRE_ENV} is set, so this fails instead of skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
 def _skip_without_sshd() -> None:
     problems = missing_tools()
     if problems:
-        pytest.skip("real SSH test hosts need " + ", ".join(problems))
+        skip_or_fail("real SSH test hosts need " + ", ".join(problems))
 
 
 @pytest.fixture

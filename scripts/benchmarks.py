@@ -1,0 +1,483 @@
+#!/usr/bin/env python3
+"""Regenerate BENCHMARKS.md: predictor accuracy, accuracy vs measuring minutes, speed, measurement agreement.
+
+For each target (ONNX Runtime CPU at 1 and 2 threads, LiteRT at 1 thread) on *this* machine:
+
+1. a fresh profiling campaign (`edgecost profile`, adaptive sampling) of ``--minutes`` minutes;
+2. accuracy vs measured minutes: profiles fitted on the models measured in the first m
+   minutes, scored on a fixed held-out fifth of the campaign;
+3. the protocols of DESIGN.md on the whole campaign: random 80/20 split of architectures
+   (5 seeds, mean ± std) and each network family left out in turn;
+4. realistic models never seen in any form (``scripts/realistic_models.py``: ResNets,
+   MobileNets, EfficientNet-B0, ShuffleNetV2, DenseNet-121, SqueezeNet, VGG-11, ViT-Ti,
+   DeiT-S at 224×224), measured with `edgecost measure` and predicted by the profile;
+5. prediction speed (API, models/s) and `edgecost predict` cold-start time;
+6. the GBM-vs-MLP kernel regressor comparison, and `edgecost measure` against a plain
+   onnxruntime loop.
+
+    python scripts/benchmarks.py                        # everything, ~1.5 h on a 2-core VM
+    python scripts/benchmarks.py --targets ort1 --minutes 5 --out /tmp/B.md   # a quick look
+
+Run it on a quiet machine: other load shifts measured latencies by several percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+TARGETS = {
+    "ort1": dict(runtime="onnxruntime", threads=1),
+    "ort2": dict(runtime="onnxruntime", threads=2),
+    "tflite1": dict(runtime="tflite", threads=1),
+}
+CUTOFFS_MIN = (1, 2, 3, 5, 7.5, 10, 12.5, 15)
+SEEDS = {"ort1": 101, "ort2": 202, "tflite1": 303}
+
+
+def _env_home(home: Path) -> None:
+    os.environ["EDGECOST_HOME"] = str(home)
+
+
+def log(*a: Any) -> None:
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+# -- campaign ---------------------------------------------------------------------------
+
+
+def campaign(name: str, home: Path, minutes: float, seed: int) -> dict[str, Any]:
+    import edgecost.api as api
+    from edgecost.campaign import CampaignSettings
+
+    _env_home(home)
+    t0 = time.time()
+    r = api.profile("local", **TARGETS[name], budget_minutes=minutes, new=True, train=False,
+                    settings=CampaignSettings(seed=seed, strategy="adaptive"))
+    out = r.to_dict()
+    out["wall_s"] = time.time() - t0
+    log(name, "campaign:", out["measured"], "measured,", out["failed"], "failed in", round(out["wall_s"] / 60, 1), "min")
+    return out
+
+
+# -- data -------------------------------------------------------------------------------
+
+
+def dataset(name: str, home: Path):
+    from edgecost.predictor.dataset import build_dataset
+    from edgecost.records import Target
+    from edgecost.store import Store
+
+    _env_home(home)
+    target = Target("local", **TARGETS[name])
+    return build_dataset(Store(), target), target
+
+
+def kernel_family_names() -> set[str]:
+    from edgecost import zoo
+
+    return {n for n, f in zoo.FAMILIES.items() if f.kind == "kernel"}
+
+
+def held_out(models, share: float = 0.2, seed: int = 99) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.random(len(models)) < share
+
+
+def timeline(home: Path, target) -> dict[str, tuple[float, float]]:
+    """model hash -> (wall minutes since campaign start, cumulative device minutes) of its measurement."""
+    from edgecost.store import Store
+
+    _env_home(home)
+    rows = Store().measurements(target, status=None, with_profiles=False)
+    out, device_s, start = {}, 0.0, None
+    for r in rows:
+        if r.campaign_id is None:
+            continue
+        meas_at = r.measurement.measured_at if r.measurement else None
+        device_s += r.seconds_spent or 0.0
+        if meas_at:
+            t = time.mktime(time.strptime(meas_at[:19], "%Y-%m-%dT%H:%M:%S"))
+            start = t if start is None else start
+            out.setdefault(r.model_hash, ((t - start) / 60.0, device_s / 60.0))
+    return out
+
+
+# -- evaluation ---------------------------------------------------------------------------
+
+
+def score(models_train, models_test, params=None) -> dict[str, Any]:
+    from edgecost.metrics import accuracy
+    from edgecost.predictor.model import LatencyPredictor
+
+    p = LatencyPredictor(**(params or {})).fit(models_train)
+    y = np.array([m.latency_ms for m in models_test])
+    pr = np.array([p.predict_one(m.kernels)[0] for m in models_test])
+    lo = pr * np.exp(p.interval_log_[0])
+    hi = pr * np.exp(p.interval_log_[1])
+    return accuracy(y, pr, lo, hi), p, pr
+
+
+def split_metrics(models, kernels: set[str], seeds: int = 5, params=None) -> dict[str, Any]:
+    from edgecost.metrics import mean_std
+
+    nets, alls = [], []
+    for seed in range(seeds):
+        rng = np.random.default_rng(1000 + seed)
+        order = rng.permutation(len(models))
+        n_test = len(models) // 5
+        test = [models[i] for i in order[:n_test]]
+        train = [models[i] for i in order[n_test:]]
+        m_all, _, pr = score(train, test, dict(params or {}, seed=seed))
+        alls.append(m_all)
+        sel = [i for i, m in enumerate(test) if m.family not in kernels]
+        from edgecost.metrics import accuracy
+
+        y = np.array([test[i].latency_ms for i in sel])
+        nets.append(accuracy(y, pr[sel]))
+    return {"architectures": mean_std(nets), "all_items": mean_std(alls), "seeds": seeds}
+
+
+def family_out(models, kernels: set[str], params=None) -> dict[str, Any]:
+    out = {}
+    fams = sorted({m.family for m in models if m.family not in kernels})
+    for fam in fams:
+        test = [m for m in models if m.family == fam]
+        train = [m for m in models if m.family != fam]
+        if len(test) < 5:
+            continue
+        out[fam] = score(train, test, params)[0]
+    return out
+
+
+def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str]) -> list[dict[str, Any]]:
+    from edgecost.metrics import accuracy
+
+    models = [m for m in ds.models if m.key in tl]
+    test_mask = held_out(models)
+    test = [m for m, t in zip(models, test_mask) if t]
+    pool = [m for m, t in zip(models, test_mask) if not t]
+    rows = []
+    for cut in CUTOFFS_MIN:
+        train = [m for m in pool if tl[m.key][0] <= cut]
+        if len(train) < 20:
+            continue
+        device_min = max(tl[m.key][1] for m in train)
+        _, p, pr = score(train, test)
+        sel = np.array([m.family not in kernels for m in test])
+        y = np.array([m.latency_ms for m in test])
+        a = accuracy(y[sel], pr[sel])
+        rows.append({"wall_minutes": cut, "device_minutes": round(device_min, 2), "n_train": len(train),
+                     "within_10pct": a["within_10pct"], "within_5pct": a["within_5pct"], "mape": a["mape"],
+                     "spearman": a["spearman"]})
+        log("  curve", cut, "min:", len(train), "models ->", round(a["within_10pct"], 3))
+    return rows
+
+
+# -- realistic models ---------------------------------------------------------------------
+
+
+def realistic(name: str, home: Path, work: Path) -> dict[str, Any]:
+    import edgecost
+    import realistic_models as R
+    from edgecost.measure import BenchSettings
+    from edgecost.metrics import accuracy
+
+    _env_home(home)
+    fmt = "tflite" if TARGETS[name]["runtime"] == "tflite" else "onnx"
+    files = R.export_all(work / f"realistic-{fmt}", fmt=fmt)
+    settings = BenchSettings(warmup_runs=3, num_runs=20, min_secs=1.0, max_secs=60.0)
+    rows = []
+    for model, path in files.items():
+        m = edgecost.measure(path, "local", **TARGETS[name], settings=settings, save=False)
+        p = edgecost.predict(path, "local", **TARGETS[name])
+        rows.append({"model": model, "measured_ms": m.stats.median_ms, "predicted_ms": p.latency_ms,
+                     "low_ms": p.low_ms, "high_ms": p.high_ms,
+                     "error_pct": 100.0 * (p.latency_ms - m.stats.median_ms) / m.stats.median_ms})
+        log(f"  {model}: measured {m.stats.median_ms:.2f} predicted {p.latency_ms:.2f} ms")
+    y = np.array([r["measured_ms"] for r in rows])
+    pr = np.array([r["predicted_ms"] for r in rows])
+    return {"models": rows, "metrics": accuracy(y, pr, [r["low_ms"] for r in rows], [r["high_ms"] for r in rows])}
+
+
+# -- speed --------------------------------------------------------------------------------
+
+
+def speed(name: str, home: Path, ds) -> dict[str, Any]:
+    from edgecost.predictor.registry import find_profile
+    from edgecost.records import Target
+
+    _env_home(home)
+    prof = find_profile(Target("local", **TARGETS[name]))
+    lists = [m.kernels for m in ds.models if 20 <= len(m.kernels) <= 200][:200]
+    for ks in lists[:5]:
+        prof.predictor.predict_one(ks)  # warm
+    t0 = time.perf_counter()
+    for ks in lists:
+        prof.predictor.predict_one(ks)
+    one = len(lists) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    prof.predictor.predict_many(lists)
+    many = len(lists) / (time.perf_counter() - t0)
+    return {"models": len(lists), "median_kernels": int(np.median([len(k) for k in lists])),
+            "predict_one_models_per_s": one, "predict_many_models_per_s": many}
+
+
+def cli_cold(name: str, home: Path, model: Path, repeats: int = 5) -> dict[str, Any]:
+    env = dict(os.environ, EDGECOST_HOME=str(home))
+    args = TARGETS[name]
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([shutil.which("edgecost") or "edgecost", "predict", str(model), "--device", "local",
+                        "--runtime", args["runtime"], "--threads", str(args["threads"]), "--json"],
+                       env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "max_s": max(times)}
+
+
+def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40) -> dict[str, Any]:
+    """Re-measure architectures from the campaign now, twice: how far do medians move?"""
+    from edgecost.devices import local_device
+    from edgecost.measure import CAMPAIGN_BENCH, bench_args
+    from edgecost.store import Store
+    from edgecost.transport import LocalSession
+
+    _env_home(home)
+    st = Store()
+    nets = [m for m in ds.models if m.family not in kernels and st.model(m.key).artifact_path]
+    rng = np.random.default_rng(7)
+    pick = [nets[i] for i in rng.choice(len(nets), min(n, len(nets)), replace=False)]
+    again = {0: [], 1: []}
+    with LocalSession(local_device()) as s:
+        for rep in (0, 1):
+            for m in pick:
+                res = s.bench(st.model(m.key).artifact_path, **bench_args(ds.target, st.model_graph(m.key), CAMPAIGN_BENCH))
+                again[rep].append(res["stats"]["median_ms"])
+    y = np.array([m.latency_ms for m in pick])
+    a, b = np.array(again[0]), np.array(again[1])
+    now = np.abs(b - a) / a
+    later = np.abs(a - y) / y
+    text = (f"{len(pick)} architectures from the {name} campaign measured again at the end of the run, twice in a row:"
+            f" back to back, the two medians are within ±5 % for {pct(np.mean(now <= 0.05))} and within ±10 % for"
+            f" {pct(np.mean(now <= 0.10))} of models (median difference {100 * np.median(now):.1f} %); against the"
+            f" campaign's own measurement, taken earlier, {pct(np.mean(later <= 0.05))} within ±5 % and"
+            f" {pct(np.mean(later <= 0.10))} within ±10 % (median {100 * np.median(later):.1f} %). A perfect predictor"
+            " of the campaign-time latency cannot score better than this against a re-measurement.")
+    return {"n": len(pick), "back_to_back_within_5": float(np.mean(now <= 0.05)),
+            "back_to_back_within_10": float(np.mean(now <= 0.10)), "vs_campaign_within_5": float(np.mean(later <= 0.05)),
+            "vs_campaign_within_10": float(np.mean(later <= 0.10)), "text": text}
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def pct(v: float) -> str:
+    return f"{100 * v:.1f} %"
+
+
+def ms(d: dict[str, Any], key: str, scale: float = 100.0, unit: str = " %", digits: int = 1) -> str:
+    v = d[key]
+    return f"{v['mean'] * scale:.{digits}f} ± {v['std'] * scale:.{digits}f}{unit}"
+
+
+def write_markdown(results: dict[str, Any], out: Path) -> None:
+    L = ["# Benchmarks", "",
+         f"Measured on {results['machine']} on {results['date']} by `python scripts/benchmarks.py`"
+         f" (raw figures in `models/benchmarks/results.json`). Every number below comes from one run of that"
+         " script; the machine is a shared 2-vCPU VM, and re-measuring the same models 30 minutes apart moves"
+         " single medians by a few percent (see *Noise floor*).", ""]
+    if "agreement" in results:
+        a = results["agreement"]
+        L += ["## `edgecost measure` against a plain onnxruntime loop", "",
+              f"MobileNetV2 (`models/examples/mobilenetv2_like.onnx`), 1 thread, {a['rounds']} interleaved rounds of"
+              f" {a['runs_per_round']} runs: edgecost {a['edgecost_median_ms']:.3f} ms, plain loop"
+              f" {a['plain_ort_median_ms']:.3f} ms, ratio **{a['ratio']:.4f}**"
+              f" ({'within' if a['within_5pct'] else 'outside'} ±5 %).", "",
+              "Reproduce: `python scripts/bench_measure_agreement.py`", ""]
+    for name, r in results["targets"].items():
+        c = r["campaign"]
+        L += [f"## {r['target']}", "",
+              f"Campaign: `edgecost profile --device local --runtime {TARGETS[name]['runtime']} --threads"
+              f" {TARGETS[name]['threads']} --budget-minutes {results['minutes']}` (adaptive sampling):"
+              f" **{c['measured']} models** measured ({c['failed']} failed) in {c['wall_s'] / 60:.1f} min wall,"
+              f" {c['device_seconds'] / 60:.1f} min of timed runs on the device.", ""]
+        s = r["random"]
+        L += ["| protocol | n | within ±10 % | within ±5 % | MAPE | RMSPE | Spearman ρ | Kendall τ |",
+              "|---|---|---|---|---|---|---|---|"]
+        for label, d in (("random 80/20, architectures", s["architectures"]),
+                         ("random 80/20, all items (incl. single-kernel probes)", s["all_items"])):
+            L.append(f"| {label} ({s['seeds']} seeds) | {d['n']['mean']:.0f} | {ms(d, 'within_10pct')} |"
+                     f" {ms(d, 'within_5pct')} | {ms(d, 'mape', 1)} | {ms(d, 'rmspe', 1)} |"
+                     f" {ms(d, 'spearman', 1, '', 4)} | {ms(d, 'kendall_tau', 1, '', 4)} |")
+        fam = r["family_out"]
+        if fam:
+            avg10 = np.mean([v["within_10pct"] for v in fam.values()])
+            avg5 = np.mean([v["within_5pct"] for v in fam.values()])
+            L.append(f"| one family left out (average over {len(fam)} families) | — | {pct(avg10)} | {pct(avg5)} |"
+                     f" {np.mean([v['mape'] for v in fam.values()]):.1f} % | — |"
+                     f" {np.mean([v['spearman'] for v in fam.values()]):.4f} | — |")
+        real = r.get("realistic")
+        if real:
+            m = real["metrics"]
+            L.append(f"| realistic models, never seen | {m['n']} | {pct(m['within_10pct'])} | {pct(m['within_5pct'])} |"
+                     f" {m['mape']:.1f} % | {m['rmspe']:.1f} % | {m['spearman']:.4f} | {m['kendall_tau']:.4f} |")
+        L.append("")
+        if "interval" in r:
+            L += [f"90 % prediction intervals hold {pct(r['interval']['coverage'])} of held-out measurements"
+                  f" (random split, all items; mean width {r['interval']['width_pct']:.0f} % of the prediction).", ""]
+        if fam:
+            L += ["One family left out:", "", "| family | n | within ±10 % | within ±5 % | MAPE | interval coverage |",
+                  "|---|---|---|---|---|---|"]
+            for f, v in fam.items():
+                L.append(f"| {f} | {v['n']} | {pct(v['within_10pct'])} | {pct(v['within_5pct'])} | {v['mape']:.1f} % |"
+                         f" {pct(v.get('interval_coverage', float('nan')))} |")
+            L.append("")
+        if real:
+            L += ["Realistic models (224×224, batch 1):", "", "| model | measured ms | predicted ms | error |",
+                  "|---|---|---|---|"]
+            for row in real["models"]:
+                L.append(f"| {row['model']} | {row['measured_ms']:.2f} | {row['predicted_ms']:.2f} |"
+                         f" {row['error_pct']:+.1f} % |")
+            L.append("")
+        if r.get("curve"):
+            L += ["Accuracy vs minutes of measuring (profile fitted on what the first *m* minutes measured; scored on"
+                  " the same held-out fifth of the campaign's architectures):", "",
+                  "| wall minutes | device minutes | models | within ±10 % | within ±5 % | MAPE |", "|---|---|---|---|---|---|"]
+            for row in r["curve"]:
+                L.append(f"| {row['wall_minutes']} | {row['device_minutes']} | {row['n_train']} |"
+                         f" {pct(row['within_10pct'])} | {pct(row['within_5pct'])} | {row['mape']:.1f} % |")
+            L.append("")
+        if r.get("speed"):
+            sp = r["speed"]
+            L += [f"Prediction speed: {sp['predict_one_models_per_s']:.0f} models/s one at a time through the API,"
+                  f" {sp['predict_many_models_per_s']:.0f} models/s batched ({sp['models']} models, median"
+                  f" {sp['median_kernels']} kernels, graphs already read); `edgecost predict` of one model, cold:"
+                  f" {r['cli_cold']['median_s']:.2f} s median, {r['cli_cold']['max_s']:.2f} s max.", ""]
+        if r.get("regressors"):
+            L += ["Kernel regressor (random 80/20, architectures, 1 seed):", "", "| regressor | within ±10 % |"
+                  " within ±5 % | MAPE | fit seconds |", "|---|---|---|---|---|"]
+            for reg, v in r["regressors"].items():
+                L.append(f"| {reg} | {pct(v['within_10pct'])} | {pct(v['within_5pct'])} | {v['mape']:.1f} % |"
+                         f" {v['fit_s']:.0f} |")
+            L.append("")
+    if "noise" in results:
+        n = results["noise"]
+        L += ["## Noise floor", "", n["text"], ""]
+    out.write_text("\n".join(L) + "\n")
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", default="ort1,ort2,tflite1")
+    ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/edgecost-benchmarks"))
+    ap.add_argument("--reuse", action="store_true", help="Reuse campaigns already in --work.")
+    ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    ap.add_argument("--results", type=Path, default=ROOT / "models" / "benchmarks" / "results.json")
+    ap.add_argument("--skip", default="", help="Comma list of parts to skip: realistic,family,curve,regressors,agreement")
+    args = ap.parse_args()
+    skip = set(args.skip.split(","))
+    args.work.mkdir(parents=True, exist_ok=True)
+    kernels = kernel_family_names()
+    results: dict[str, Any] = {"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "minutes": args.minutes,
+                               "targets": {}}
+    if "agreement" not in skip:
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_measure_agreement.py"), "--json"],
+                              capture_output=True, text=True, check=True)
+        results["agreement"] = json.loads(proc.stdout.strip().splitlines()[-1])
+        log("agreement ratio", results["agreement"]["ratio"])
+    for name in args.targets.split(","):
+        home = args.work / name
+        if not args.reuse:
+            shutil.rmtree(home, ignore_errors=True)
+        r: dict[str, Any] = {}
+        camp = campaign(name, home, args.minutes, seed=SEEDS[name]) if not args.reuse else None
+        ds, target = dataset(name, home)
+        r["target"] = target.key
+        if camp is None:
+            from edgecost.store import Store
+
+            c = Store().campaigns()[-1]
+            camp = {"measured": c["measured_ok"], "failed": c["measured_failed"], "device_seconds": c["device_seconds"],
+                    "wall_s": args.minutes * 60}
+        r["campaign"] = camp
+        log(name, "dataset:", len(ds.models), "models; execution", ds.execution)
+        r["random"] = split_metrics(ds.models, kernels)
+        log(name, "random split:", {k: round(v["mean"], 3) for k, v in r["random"]["architectures"].items()})
+        m_all = r["random"]["all_items"]
+        r["interval"] = {"coverage": m_all["interval_coverage"]["mean"],
+                         "width_pct": m_all["interval_mean_width_pct"]["mean"]}
+        r["family_out"] = family_out(ds.models, kernels) if "family" not in skip else {}
+        if "curve" not in skip:
+            r["curve"] = curve(ds, timeline(home, target), kernels)
+        from edgecost.predictor.train import train_and_save
+        from edgecost.store import Store
+
+        _env_home(home)
+        train_and_save(Store(), target)
+        if "realistic" not in skip:
+            r["realistic"] = realistic(name, home, args.work)
+        r["speed"] = speed(name, home, ds)
+        example = ROOT / "models" / "examples" / ("mobilenetv2_like.onnx")
+        if TARGETS[name]["runtime"] == "onnxruntime" and example.exists():
+            r["cli_cold"] = cli_cold(name, home, example)
+        else:
+            r["cli_cold"] = cli_cold(name, home, next((args.work / "realistic-tflite").glob("*.tflite")))
+        if "regressors" not in skip and name == "ort1":
+            r["regressors"] = {}
+            for reg in ("gbm", "mlp"):
+                rng = np.random.default_rng(1000)
+                order = rng.permutation(len(ds.models))
+                test = [ds.models[i] for i in order[: len(order) // 5]]
+                train = [ds.models[i] for i in order[len(order) // 5:]]
+                t0 = time.time()
+                _, _, pr = score(train, test, {"regressor": reg})
+                fit_s = time.time() - t0
+                sel = [i for i, m in enumerate(test) if m.family not in kernels]
+                from edgecost.metrics import accuracy
+
+                a = accuracy(np.array([test[i].latency_ms for i in sel]), pr[sel])
+                r["regressors"][reg] = {**a, "fit_s": fit_s}
+                log(name, reg, round(a["within_10pct"], 3), round(fit_s), "s")
+        if name == "ort1" and "noise" not in skip:
+            results["noise"] = noise_floor(name, home, ds, kernels)
+        results["targets"][name] = r
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(results, indent=1, default=float))
+        write_markdown(results, args.out)
+    log("wrote", args.out)
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime
+
+    return f"{model}, {os.cpu_count()} vCPU, onnxruntime {onnxruntime.__version__}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The predictor: portable trees, profiles that round-trip, honest intervals, no torch on the predict path."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgecost.errors import NoProfileError, ProfileFormatError
+from edgecost.predictor.profile import Profile
+from edgecost.predictor.trees import DEFAULT_PARAMS, TreeEnsemble
+from edgecost.records import Target
+
+
+def test_tree_ensemble_matches_lightgbm_exactly():
+    lgb = pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 7))
+    X[:, 2] = 0.0
+    X[::3, 4] = -1.0  # the "missing" sentinel features use
+    y = np.sin(X[:, 0]) + X[:, 1] ** 2 + (X[:, 4] > 0)
+    te = TreeEnsemble.fit(X, y, n_estimators=80)
+    params = dict(DEFAULT_PARAMS, seed=0)
+    booster = lgb.train(params, lgb.Dataset(X, label=y, params={"verbosity": -1, "min_data_in_bin": 1,
+                                                                "max_bin": 255}), num_boost_round=80)
+    Xt = rng.normal(size=(200, 7))
+    Xt[::2, 4] = -1.0
+    np.testing.assert_allclose(te.predict(Xt), booster.predict(Xt), rtol=0, atol=1e-9)
+    again = TreeEnsemble.from_dict(json.loads(json.dumps(te.to_dict())))
+    np.testing.assert_array_equal(again.predict(Xt), te.predict(Xt))
+
+
+def test_constant_target_gives_single_leaf_trees():
+    X = np.random.default_rng(1).normal(size=(50, 3))
+    te = TreeEnsemble.fit(X, np.full(50, 2.5), n_estimators=5)
+    np.testing.assert_allclose(te.predict(X[:4]), 2.5)
+
+
+def test_profile_round_trip_and_card(profiled, tmp_path):
+    prof = Profile.load(profiled.profile_path)
+    card = prof.card
+    assert card["target"] == Target("local").to_dict()
+    assert card["runtime_version"] and card["training"]["n_models"] >= 30
+    assert 0 <= card["accuracy"]["within_10pct"] <= 1 and card["execution"]["ort_level"] == "all"
+    copy = prof.save(tmp_path / "copy.profile.json.gz")
+    again = Profile.load(copy)
+    for path in sorted(profiled.models_dir.glob("*.onnx")):
+        a = prof.predict_file(path)
+        b = again.predict_file(path)
+        assert a.latency_ms == b.latency_ms > 0
+        assert a.low_ms <= a.latency_ms <= a.high_ms
+        assert abs(sum(k.latency_ms for k in a.kernels) - a.latency_ms) < 1e-6 * a.latency_ms + 1e-9
+        assert any(k.covers for k in a.kernels)
+
+
+def test_predict_many_equals_predict_one(profiled):
+    from edgecost.api import read_graph
+
+    prof = Profile.load(profiled.profile_path)
+    lists = [prof.kernels_for(p, read_graph(p)) for p in sorted(profiled.models_dir.glob("*.onnx"))]
+    many = prof.predictor.predict_many(lists)
+    one = [prof.predictor.predict_one(k)[0] for k in lists]
+    np.testing.assert_allclose(many, one, rtol=1e-9)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "not_profile", "newer", "wrong_features"])
+def test_damaged_profiles_are_clear_errors(profiled, tmp_path, damage):
+    raw = gzip.decompress(profiled.profile_path.read_bytes())
+    p = tmp_path / "bad.profile.json.gz"
+    if damage == "truncate":
+        p.write_bytes(profiled.profile_path.read_bytes()[:200])
+    elif damage == "garbage":
+        p.write_bytes(b"\x00\x01 not json at all")
+    else:
+        d = json.loads(raw)
+        if damage == "not_profile":
+            d["format"] = "something-else"
+        elif damage == "newer":
+            d["format_version"] = 99
+        else:
+            d["predictor"]["feature_names"] = ["x"]
+        p.write_bytes(gzip.compress(json.dumps(d).encode()))
+    with pytest.raises(ProfileFormatError):
+        Profile.load(p)
+
+
+def test_predict_path_never_imports_torch(profiled):
+    model = sorted(profiled.models_dir.glob("*.onnx"))[0]
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import edgecost\n"
+        f"p = edgecost.predict({str(model)!r}, device='local')\n"
+        "assert p.latency_ms > 0\n"
+        "assert 'torch' not in sys.modules\n"
+        "print('ok', p.latency_ms)\n"
+    )
+    env = dict(os.environ, EDGECOST_HOME=str(profiled.home))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok")
+
+
+def test_no_profile_for_other_threads_names_what_exists(profiled, monkeypatch):
+    import edgecost
+
+    monkeypatch.setenv("EDGECOST_HOME", str(profiled.home))
+    model = sorted(profiled.models_dir.glob("*.onnx"))[0]
+    with pytest.raises(NoProfileError) as e:
+        edgecost.predict(model, device="local", threads=3)
+    msg = str(e.value)
+    assert "local/onnxruntime/t3/fp32/b1" in msg and "edgecost profile --device local" in msg
+    assert "local/onnxruntime/t1/fp32/b1" in msg
+
+
+def test_api_predict_one_and_many(profiled, monkeypatch):
+    import edgecost
+
+    monkeypatch.setenv("EDGECOST_HOME", str(profiled.home))
+    models = sorted(profiled.models_dir.glob("*.onnx"))
+    one = edgecost.predict(models[0], device="local")
+    many = edgecost.predict(models, device="local")
+    assert isinstance(many, list) and len(many) == len(models)
+    assert many[0].latency_ms == one.latency_ms
+    d = one.to_dict()
+    for key in ("model", "device", "runtime", "threads", "batch", "latency_ms", "low_ms", "high_ms", "energy_mj",
+                "kernels"):
+        assert key in d
+    assert d["energy_mj"] is None
