@@ -349,14 +349,23 @@ def devices_list(as_json):
 @click.option("--batch", type=int, default=1, show_default=True, callback=_positive)
 @click.option("--python", default="python3", show_default=True, help="Python interpreter on the device.")
 @click.option("--workdir", default="~/.cache/edgecost-agent", show_default=True, help="Work dir on the device.")
+@click.option("--proxy-jump", default=None, metavar="[USER@]HOST[:PORT]",
+              help="Reach the device through this jump host (overrides ProxyJump in ~/.ssh/config).")
 @click.option("--notes", default="")
 @click.option("--replace", is_flag=True, help="Overwrite an existing entry.")
-def devices_add(name, host, port, user, key, runtime, threads, precision, batch, python, workdir, notes, replace):
-    """Add a device reachable over SSH."""
+def devices_add(name, host, port, user, key, runtime, threads, precision, batch, python, workdir, proxy_jump, notes,
+                replace):
+    """Add a device reachable over SSH.
+
+    Then trust its host key (`edgecost devices trust NAME`, unless ssh already knows it),
+    check it (`edgecost devices check NAME`) and, if Python packages are missing, set it
+    up (`edgecost devices setup NAME`).
+    """
     from .devices import Device, Inventory
 
     dev = Device(name=name, host=host, port=port, user=user, key=key, runtime=runtime, threads=threads,
-                 precision=precision, batch=batch, python=python, workdir=workdir, notes=notes)
+                 precision=precision, batch=batch, python=python, workdir=workdir, notes=notes,
+                 extra={"proxy_jump": proxy_jump} if proxy_jump else {})
     Inventory().add(dev, replace=replace)
     _console().print(f"added {name} ({host}); check it with `edgecost devices check {name}`")
 
@@ -385,7 +394,7 @@ def devices_check(name, as_json):
     else:
         _console().print(format_check(report))
     if not report.get("ok"):
-        sys.exit(1)
+        raise EdgecostError(f"{name}: {report.get('error') or 'the check failed'}")
 
 
 @devices.command("trust")

@@ -101,7 +101,8 @@ def _probe(link, python: str, timeout_s: float) -> dict[str, Any]:
         if line.startswith("EDGECOST_SETUP "):
             return json.loads(line[len("EDGECOST_SETUP "):])
     if status in (126, 127):
-        raise AgentError(f"there is no Python at {python!r} on the device ({'not found' if status == 127 else 'not executable'})",
+        why = "not found" if status == 127 else "not executable"
+        raise AgentError(f"there is no Python at {python!r} on the device ({why})",
                          "install it there (Debian/Ubuntu: `sudo apt-get install python3 python3-venv python3-numpy`) "
                          "or name it with `edgecost devices add NAME --python PATH --replace`", kind="python_missing")
     why = (err.strip().splitlines() or [f"exit status {status}"])[-1]

@@ -193,7 +193,8 @@ def test_measure_over_ssh_json_and_bad_input_leaves_the_store_alone(ssh_hosts_tw
     assert out["provenance"]["device"]["hostname"] and out["model_hash"]
     store_before = ssh_home.store_dump()
     assert any("board" in line for line in store_before)
-    ssh_home.config.write_text(ssh_home.config.read_text() + "Host void\n    HostName 192.0.2.1\n    ConnectTimeout 1\n")
+    with ssh_home.config.open("a") as fh:
+        fh.write("Host void\n    HostName 192.0.2.1\n    ConnectTimeout 1\n")
     from edgecost.devices import Device
 
     Inventory().add(Device(name="void", host="void"))
@@ -215,10 +216,13 @@ def test_device_without_onnxruntime(ssh_fleet, ssh_home, tmp_path, capsys):
     ssh_home.add(bare_host, "bare")
     model = make_tiny_onnx(tmp_path / "tiny.onnx")
     assert cli.main(["devices", "check", "bare", "--json"]) == 1
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
     assert "onnxruntime" in report["missing_runtimes"] and "numpy" in report["runtimes"]
     assert "lacks onnxruntime" in report["error"] and "edgecost devices setup bare" in report["error"]
     assert report["install_hints"]["onnxruntime"] == "pip install onnxruntime"
+    assert captured.err.count("\n") == 1 and "lacks onnxruntime" in captured.err
+    Store().put_device_facts("other", {"hostname": "other"})  # something stored already
     store_before = ssh_home.store_dump()
     assert cli.main(["measure", str(model), "--device", "bare", "--num-runs", "3", "--min-secs", "0"]) == 1
     err = capsys.readouterr().err.strip()
@@ -240,6 +244,16 @@ def test_device_without_onnxruntime(ssh_fleet, ssh_home, tmp_path, capsys):
 def test_setup_installs_the_runtime_from_uploaded_wheels(ssh_fleet, ssh_home, tmp_path, capsys):
     bare_host = ssh_fleet(0).add_host("bare", numpy_only=True)
     ssh_home.add(bare_host, "bare")
+    inventory_before = (ssh_home.root / "devices.toml").read_text()
+    # Wheels that lack the runtime: pip fails, and setup says what it could not install and how to.
+    incomplete = tmp_path / "incomplete"
+    wheel_from_installed("flatbuffers", incomplete)
+    assert cli.main(["devices", "setup", "bare", "--wheels", str(incomplete)]) == 1
+    captured = capsys.readouterr()
+    assert "pip install failed" in captured.out and "No matching distribution found for onnxruntime" in captured.out
+    assert "pip download --only-binary=:all:" in captured.out
+    assert captured.err.startswith("error: bare still lacks onnxruntime") and captured.err.count("\n") == 1
+    assert (ssh_home.root / "devices.toml").read_text() == inventory_before
     wheels = tmp_path / "wheels"
     for dist in ("onnxruntime", "flatbuffers", "protobuf"):
         wheel_from_installed(dist, wheels)

@@ -139,7 +139,7 @@ class AgentSession(ABC):
 
     # -- hooks of transports whose link can fail -----------------------------------
 
-    def _check_link(self, doing: str) -> None:
+    def _check_link(self, doing: str) -> None:  # noqa: B027 - a hook; the default has no link
         """Called after ``silence_check_s`` without a line; raise ``ConnectionLostError`` if
         the link is gone (the default has no link to check)."""
 

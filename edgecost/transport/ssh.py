@@ -52,7 +52,6 @@ import paramiko
 
 from .. import paths
 from ..errors import (
-    AgentCrashedError,
     AgentError,
     AuthError,
     ConnectionLostError,
@@ -176,7 +175,8 @@ def resolve_endpoint(spec: str, *, label: str, port: int | None = None, user: st
         final_port = int(port or spec_port or found.get("port") or 22)
         timeout = float(found.get("connecttimeout") or 10.0)
     except ValueError as exc:
-        raise TransportError(f"bad Port or ConnectTimeout for {alias!r} in the ssh config: {exc}", "fix the file") from exc
+        raise TransportError(f"bad Port or ConnectTimeout for {alias!r} in the ssh config: {exc}",
+                             "fix the file") from exc
     identities_only = str(found.get("identitiesonly", "no")).lower() == "yes"
     if key:
         keys, explicit = (str(Path(key).expanduser()),), True
@@ -363,7 +363,7 @@ class SshLink:
         try:
             if via is None and endpoint.proxy_jump:
                 config = config if config is not None else load_ssh_config()
-                for n, hop in enumerate(endpoint.proxy_jump):
+                for hop in endpoint.proxy_jump:
                     hop_endpoint = resolve_endpoint(hop, label=f"jump host {hop} of {endpoint.label}",
                                                     proxy_jump="none", config=config)
                     jumps.append(cls.open(hop_endpoint, device_name=device_name, via=jumps[-1] if jumps else None))
@@ -771,8 +771,9 @@ class SshSession(AgentSession):
         self._ensure_agent()
         t0 = time.monotonic()
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
-        command = (f"cd {shlex.quote(self.workdir)} && exec {'env ' + env + ' ' if env else ''}"
-                   f"{_sh_path(self.python)} {shlex.quote(self._agent_remote)} serve --workdir {shlex.quote(self.workdir)}")
+        workdir = shlex.quote(self.workdir)
+        command = (f"cd {workdir} && exec {'env ' + env + ' ' if env else ''}"
+                   f"{_sh_path(self.python)} {shlex.quote(self._agent_remote)} serve --workdir {workdir}")
         try:
             channel = link.transport.open_session(timeout=self.link_check_timeout_s)
             channel.exec_command(command)
@@ -931,6 +932,10 @@ class SshSession(AgentSession):
                 except (OSError, paramiko.SSHException, EOFError, TransportError) as exc:
                     log.debug("cleanup on %s: %s", self.device.name, exc)
             self._staged.clear()
+            up = self.upload
+            if up.files_sent:
+                log.info("%s: sent %d files (%.1f MB) at %.1f MB/s, reused %d already there", self.device.name,
+                         up.files_sent, up.bytes_sent / 1e6, up.mb_per_s or 0.0, up.files_reused)
         finally:
             self._drop_link()
 

@@ -94,7 +94,8 @@ def wheel_from_installed(dist_name: str, out_dir: Path) -> Path:
             if line.startswith("Tag:")] or ["py3-none-any"]
     name = info_dir[: -len(".dist-info")]
     out_dir.mkdir(parents=True, exist_ok=True)
-    wheel = out_dir / f"{name}-{tags[0]}.whl"
+    parts = [sorted({t.split("-")[i] for t in tags}) for i in range(3)]  # py2-none-any + py3-none-any
+    wheel = out_dir / f"{name}-{'-'.join('.'.join(p) for p in parts)}.whl"
     skip = {"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"}
     records = io.StringIO()
     writer = csv.writer(records, lineterminator="\n")

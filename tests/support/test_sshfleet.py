@@ -340,3 +340,15 @@ def test_a_closed_fleet_refuses_connections_and_changes(ssh_fleet):
         host.connect(timeout=2).close()
     with pytest.raises(sshfleet.SshFleetError, match="closed"):
         host.link_down()
+
+
+def test_require_fleet_turns_skips_into_failures(monkeypatch):
+    """.ci/run sets EDGECOST_REQUIRE_FLEET=1: a missing sshd or qemu must fail CI, not skip."""
+    from support.ssh_fixtures import skip_or_fail
+
+    monkeypatch.delenv("EDGECOST_REQUIRE_FLEET", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        skip_or_fail("no sshd here")
+    monkeypatch.setenv("EDGECOST_REQUIRE_FLEET", "1")
+    with pytest.raises(pytest.fail.Exception, match="EDGECOST_REQUIRE_FLEET"):
+        skip_or_fail("no sshd here")

@@ -117,6 +117,10 @@ def test_proxy_jump_goes_through_a_direct_tcpip_channel(ssh_hosts_two, ssh_home)
     with open_session(behind) as session:
         assert session.ping()
         assert session.endpoint.proxy_jump == ("jumpbox",)
+    # The inventory's proxy_jump (`devices add --proxy-jump`) does the same without the ssh config.
+    inventoried = ssh_home.add(target, "behind2", extra={"proxy_jump": "jumpbox"})
+    with open_session(inventoried) as session:
+        assert session.ping() and session.endpoint.proxy_jump == ("jumpbox",)
     if jump.netns is not None:  # the login came from inside the jump host's namespace
         assert f"Connection from {jump.address}" in jump.log_text(200)
 
@@ -144,6 +148,18 @@ def test_unknown_host_key_is_refused_until_trusted(ssh_hosts_two, ssh_home, caps
     assert cli.main(["devices", "trust", "newboard", "--yes"]) == 0
     assert "already trusted" in capsys.readouterr().out
     assert len(ssh_home.known_hosts.read_text().splitlines()) == 1
+
+
+def test_hashed_and_revoked_known_hosts_lines(ssh_hosts_two, ssh_home):
+    host = ssh_hosts_two[0]
+    dev = ssh_home.add(host, "hashed")
+    subprocess.run(["ssh-keygen", "-H", "-f", str(ssh_home.known_hosts)], check=True, capture_output=True)
+    assert ssh_home.known_hosts.read_text().startswith("|1|")  # HashKnownHosts yes, as Debian writes it
+    with open_session(dev) as session:
+        assert session.ping()
+    ssh_home.known_hosts.write_text(f"@revoked * {host.host_public_key}\n" + ssh_home.known_hosts.read_text())
+    with pytest.raises(HostKeyError, match="@revoked"):
+        open_session(dev).start()
 
 
 def test_changed_host_key_is_refused(ssh_fleet, ssh_home, capsys):
@@ -226,8 +242,10 @@ def test_killed_agent_is_a_crash_not_a_lost_link(ssh_hosts_two, ssh_home, tmp_pa
         assert session.ping() and session.starts == 2 and session.pid != pid  # a new agent, same link
 
 
-def test_dropped_link_mid_bench_is_connection_lost(ssh_fleet, ssh_home, tmp_path, fast_detection):
-    host = ssh_fleet(1).hosts[0]
+@pytest.mark.parametrize("netns", [None, False], ids=["auto", "loopback"])
+def test_dropped_link_mid_bench_is_connection_lost(ssh_fleet, ssh_home, tmp_path, fast_detection, netns):
+    """netns: the board's interface goes down (packets dropped); loopback: sshd and the agent freeze."""
+    host = ssh_fleet(1, netns=netns).hosts[0]
     dev = ssh_home.add(host, "flaky")
     session = open_session(dev)
     try:
