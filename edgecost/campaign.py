@@ -143,31 +143,31 @@ class ItemStream:
 class AdaptiveWeights:
     """Adaptive sampling (after nn-Meter): measure next where the predictor is least sure.
 
-    Every ``refit_every`` measured models (after the first ``warmup``), a quick predictor
-    is fitted on everything stored for the target; its out-of-fold error per family sets
+    After ``warmup`` measured models, and again each time that count has doubled, a quick
+    predictor is fitted on everything stored for the target; its out-of-fold error per family sets
     how often each family is drawn next (half uniform, half in proportion to the error
     weighted by how often the family was already measured), so measuring time goes where
     the profile is still wrong.
     """
 
     def __init__(self, store: Store, target: Target, stream: ItemStream, *, warmup: int = 60,
-                 refit_every: int = 50, explore: float = 0.5):
+                 explore: float = 0.5):
         self.store, self.target, self.stream = store, target, stream
-        self.warmup, self.refit_every, self.explore = warmup, refit_every, explore
-        self.last_fit_at = 0
+        self.warmup, self.explore = warmup, explore
+        self.next_fit_at = warmup
         self.history: list[dict[str, Any]] = []
 
     def maybe_refit(self, n_measured: int) -> dict[str, float] | None:
-        if n_measured < self.warmup or n_measured - self.last_fit_at < self.refit_every:
+        if n_measured < self.next_fit_at:
             return None
-        self.last_fit_at = n_measured
+        self.next_fit_at = 2 * n_measured
         from .predictor.dataset import build_dataset
         from .predictor.model import LatencyPredictor
 
         ds = build_dataset(self.store, self.target)
         if len(ds.models) < 20:
             return None
-        fast = LatencyPredictor(n_estimators=150, folds=3, model_correction=False)
+        fast = LatencyPredictor(n_estimators=120, folds=3, model_correction=False)
         fast.fit(ds.models)
         y = np.array([m.latency_ms for m in ds.models])
         err = np.abs(np.log(y / fast.oof_predictions_ms_))
@@ -249,7 +249,6 @@ def run_campaign(
     # An adaptive stream depends on what was measured: resume after the last item, not at 0.
     first_new = 1 + max((int(k.split(":", 1)[0]) for k in done), default=-1) if adaptive else 0
     if adaptive is not None:
-        adaptive.last_fit_at = max(0, store.count_measurements(target) - adaptive.refit_every)
         adaptive.maybe_refit(store.count_measurements(target))
     workdir = Path(tempfile.mkdtemp(prefix="edgecost-campaign-"))
     artifacts = paths.artifacts_dir()
