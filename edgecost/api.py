@@ -172,7 +172,7 @@ def measure(
     save: bool = True,
 ) -> Measurement:
     """Measure a model on a device with the agent; the result is stored unless ``save=False``."""
-    from .measure import BenchSettings, bench_args, check_runtime_accepts, measurement_from_result
+    from .bench import BenchSettings, bench_args, check_runtime_accepts, measurement_from_result
     from .store import Store
     from .transport import open_session
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import paths
 from .errors import AgentError, ConnectionLostError, ConversionError, UsageError
-from .measure import CAMPAIGN_BENCH, BenchSettings, bench_args, measurement_from_result
+from .bench import CAMPAIGN_BENCH, BenchSettings, bench_args, measurement_from_result
 from .records import Target
 from .store import Store
 

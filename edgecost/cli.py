@@ -158,7 +158,7 @@ def measure(models, device, runtime, threads, precision, batch, input_shape, war
             max_secs, profile_runs, no_store, as_json):
     """Measure MODELS on a device with the edgecost agent (real runs, stored by default)."""
     from . import api
-    from .measure import BenchSettings
+    from .bench import BenchSettings
     from .store import Store
     from .transport import open_session
 

@@ -22,7 +22,7 @@ import onnxruntime as ort
 
 import edgecost
 from edgecost.devices import local_device
-from edgecost.measure import BenchSettings
+from edgecost.bench import BenchSettings
 from edgecost.paths import shipped_models_dir
 from edgecost.transport import LocalSession
 

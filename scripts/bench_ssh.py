@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from support.sshfleet import SshFleet
 
     from edgecost.devices import Device, local_device
-    from edgecost.measure import BenchSettings
+    from edgecost.bench import BenchSettings
     from edgecost.transport.local import LocalSession
     from edgecost.transport.ssh import SshSession
 

@@ -193,7 +193,7 @@ def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str]) -> list[dic
 def realistic(name: str, home: Path, work: Path) -> dict[str, Any]:
     import edgecost
     import realistic_models as R
-    from edgecost.measure import BenchSettings
+    from edgecost.bench import BenchSettings
     from edgecost.metrics import accuracy
 
     _env_home(home)
@@ -252,7 +252,7 @@ def cli_cold(name: str, home: Path, model: Path, repeats: int = 5) -> dict[str, 
 def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40) -> dict[str, Any]:
     """Re-measure architectures from the campaign now, twice: how far do medians move?"""
     from edgecost.devices import local_device
-    from edgecost.measure import CAMPAIGN_BENCH, bench_args
+    from edgecost.bench import CAMPAIGN_BENCH, bench_args
     from edgecost.store import Store
     from edgecost.transport import LocalSession
 

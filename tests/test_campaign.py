@@ -14,7 +14,7 @@ import pytest
 
 from edgecost.campaign import CampaignSettings, run_campaign
 from edgecost.devices import local_device
-from edgecost.measure import BenchSettings
+from edgecost.bench import BenchSettings
 from edgecost.records import Target
 from edgecost.store import Store
 from edgecost.transport import LocalSession
@@ -102,7 +102,7 @@ def test_killed_campaign_loses_nothing_and_resumes(home):
     script = textwrap.dedent(f"""
         import edgecost.api as api
         from edgecost.campaign import CampaignSettings
-        from edgecost.measure import BenchSettings
+        from edgecost.bench import BenchSettings
         b = BenchSettings(warmup_runs=1, warmup_min_secs=0.0, num_runs=3, min_secs=0.0, max_secs=2.0, profile_runs=2)
         s = CampaignSettings(seed=11, families={SETTINGS.families!r}, bench=b, kernel_share=0.7)
         api.profile("local", budget_minutes=5, settings=s, train=False)

@@ -22,7 +22,7 @@ from support.ssh_devices import make_tiny_onnx, wheel_from_installed
 from edgecost import api, cli
 from edgecost.campaign import CampaignSettings, run_campaign
 from edgecost.devices import Inventory
-from edgecost.measure import BenchSettings
+from edgecost.bench import BenchSettings
 from edgecost.store import Store
 from edgecost.transport.ssh import SshSession
 

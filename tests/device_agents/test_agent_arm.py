@@ -72,7 +72,7 @@ def test_measure_over_ssh_on_an_arm64_host(arm64_root, ssh_fleet, ssh_home, mode
     """The whole path to a board: SSH, SFTP upload, the agent under the arm64 python, the store."""
     from edgecost import api
     from edgecost.health import check_device
-    from edgecost.measure import BenchSettings
+    from edgecost.bench import BenchSettings
     from edgecost.store import Store
 
     wrapper = write_python_wrapper(arm64_root, tmp_path / "python3-arm64")

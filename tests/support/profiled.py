@@ -27,7 +27,7 @@ def profiled(tmp_path_factory) -> Profiled:
 
     from edgecost.campaign import CampaignSettings, run_campaign
     from edgecost.devices import local_device
-    from edgecost.measure import BenchSettings
+    from edgecost.bench import BenchSettings
     from edgecost.predictor.train import train_and_save
     from edgecost.records import Target
     from edgecost.store import Store

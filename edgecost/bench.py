@@ -1,4 +1,4 @@
-"""One measurement: stage a model on a device, let the agent bench it, keep the record.
+"""Bench settings, and turning an agent bench result into a stored measurement record.
 
 The agent's timing follows TFLite's benchmark_model: warm-up runs, then timed runs until
 both ``num_runs`` and ``min_secs`` are met, stopping at ``max_secs``.
