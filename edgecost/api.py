@@ -86,6 +86,13 @@ def read_graph(path: str | Path, input_shapes: ShapeMap | None = None, batch: in
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         return ModelGraph(content_hash=digest, format="torch", kernels=(), inputs=dict(input_shapes),
                           outputs={}, source=str(path))
+    from .kernel_cache import file_key, memo
+
+    shapes_key = tuple(sorted((k, tuple(v)) for k, v in (input_shapes or {}).items()))
+    return memo(file_key(path, "graph", shapes_key, batch), lambda: _read_graph(path, input_shapes, batch))
+
+
+def _read_graph(path: str | Path, input_shapes: ShapeMap | None, batch: int | None) -> ModelGraph:
     from .errors import DynamicShapeError
     from .graph import read_model
 

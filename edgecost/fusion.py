@@ -15,6 +15,8 @@ records with measured times.
 
 from __future__ import annotations
 
+import functools
+import platform
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -55,9 +57,14 @@ def executed_kernels(path: str | Path, graph: ModelGraph, spec: ExecutionSpec,
             raise UsageError(f"{Path(path).name} is a {graph.format} model; an onnxruntime target needs ONNX",
                              "pass the .onnx file, or use --runtime tflite for .tflite models")
         from .graph.ort_optimized import optimize_with_ort
+        from .kernel_cache import cached_kernels
 
         shapes = input_shapes or dict(graph.inputs)
-        return list(optimize_with_ort(path, level=spec.ort_level, input_shapes=shapes).kernels)
+        facts = {"runtime": "onnxruntime", "ort_level": spec.ort_level, "ort_version": host_ort_version(),
+                 "machine": platform.machine(), "input_shapes": sorted((k, list(v)) for k, v in shapes.items())}
+        return list(cached_kernels(graph.content_hash, facts, lambda: list(
+            optimize_with_ort(path, level=spec.ort_level, input_shapes=shapes,
+                              original=graph if graph.kernels else None).kernels)))
     if spec.runtime == "tflite":
         if graph.format != "tflite":
             raise UsageError(f"{Path(path).name} is a {graph.format} model; a tflite target needs a .tflite file",
@@ -65,6 +72,21 @@ def executed_kernels(path: str | Path, graph: ModelGraph, spec: ExecutionSpec,
         return [k for k in graph.kernels if k.op_type != "DELEGATE"]
     raise UsageError(f"predicting for runtime {spec.runtime!r} is not supported yet",
                      "use --runtime onnxruntime or --runtime tflite")
+
+
+@functools.lru_cache(maxsize=1)
+def host_ort_version() -> str:
+    """The host's onnxruntime version, read from package metadata (importing ORT takes ~0.1 s)."""
+    from importlib import metadata
+
+    for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
 
 
 def kernels_from_profile(node_profile: Sequence[dict[str, Any]],

@@ -64,3 +64,9 @@ def shipped_models_dir() -> Path:
 def agent_path() -> Path:
     """The self-contained device agent file that is copied to devices."""
     return _shipped_root() / "device_agents" / "edgecost_agent.py"
+
+
+def cache_dir() -> Path:
+    """Derived data that can be rebuilt at any time (executed-kernel lists of predicted models)."""
+    override = home_override()
+    return override / "cache" if override else _xdg("XDG_CACHE_HOME", ".cache") / "edgecost"

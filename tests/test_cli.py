@@ -168,3 +168,17 @@ def test_help_texts(home):
                  ["evaluate", "--help"], ["devices", "--help"], ["store", "export", "--help"]):
         proc = run_cli(*args, home=home)
         assert proc.returncode == 0 and "Usage:" in proc.stdout, args
+
+
+def test_measure_torchscript_model(home, tmp_path):
+    torch = pytest.importorskip("torch")
+    from edgecost import convert
+
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    pt = convert.to_torchscript(m, (torch.randn(1, 3, 12, 12),), tmp_path / "m.pt")
+    assert_one_line_error(run_cli("measure", str(pt), home=home), 2, "--input-shape")
+    proc = run_cli("measure", str(pt), "--input-shape", "x=1x3x12x12", "--num-runs", "3", "--min-secs", "0",
+                   "--json", home=home)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert rec["runtime"] == "torch" and rec["n"] >= 3

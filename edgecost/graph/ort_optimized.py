@@ -59,7 +59,8 @@ _QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 
 def optimize_with_ort(path_or_bytes: Union[str, Path, bytes], level: str = "all", threads: int = 1,
-                      input_shapes: Optional[Mapping[str, Sequence[int]]] = None) -> AnnotatedGraph:
+                      input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+                      original: Optional[AnnotatedGraph] = None) -> AnnotatedGraph:
     """Optimize an ONNX model with this host's ONNX Runtime (CPU) and return its executed kernels.
 
     ``level`` is ``"basic"``, ``"extended"`` or ``"all"`` (``"disabled"`` gives the model as
@@ -67,6 +68,8 @@ def optimize_with_ort(path_or_bytes: Union[str, Path, bytes], level: str = "all"
     host's CPU, so the result describes this machine.  ``content_hash`` is the original model's
     hash (the graph describes that model); ``attrs`` carries ``ort_level``, ``ort_version``,
     ``threads``, ``optimized_hash``, ``eliminated`` and ``covers_conflicts``.
+    ``original`` is the model's graph as :func:`read_model` gave it for the same input shapes,
+    when the caller already has it (saves reading and hashing the model again).
     """
     if level not in LEVELS:
         raise UsageError(f"unknown ORT optimization level {level!r}", f"use one of: {', '.join(LEVELS)}")
@@ -87,8 +90,9 @@ def optimize_with_ort(path_or_bytes: Union[str, Path, bytes], level: str = "all"
 
     source = str(path) if path else ""
     base_dir = str(path.parent) if path else None
-    original = read_onnx_bytes(data, input_shapes, source=source, base_dir=base_dir,
-                               content_hash=sha256_hex(data))
+    if original is None or original.format != "onnx":
+        original = read_onnx_bytes(data, input_shapes, source=source, base_dir=base_dir,
+                                   content_hash=sha256_hex(data))
 
     import onnxruntime as ort
 
