@@ -1,8 +1,9 @@
 """Where edgecost keeps its files.
 
 ``EDGECOST_HOME`` (if set) holds everything: ``devices.toml``, the SQLite store,
-model artifacts and trained profiles.  Otherwise the XDG base directories are used:
-config in ``$XDG_CONFIG_HOME/edgecost`` and data in ``$XDG_DATA_HOME/edgecost``.
+model artifacts, trained profiles and the cache.  Otherwise the XDG base directories are
+used: config in ``$XDG_CONFIG_HOME/edgecost``, data in ``$XDG_DATA_HOME/edgecost`` and
+rebuildable cache in ``$XDG_CACHE_HOME/edgecost``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ For each target (ONNX Runtime CPU at 1 and 2 threads, LiteRT at 1 thread) on *th
 
     python scripts/benchmarks.py                        # everything, ~1.5 h on a 2-core VM
     python scripts/benchmarks.py --targets ort1 --minutes 5 --out /tmp/B.md   # a quick look
+    python scripts/benchmarks.py --reuse                # keep finished campaigns, redo the rest
+    python scripts/benchmarks.py --refresh-speed        # re-time prediction speed only
 
 Run it on a quiet machine: other load shifts measured latencies by several percent.
 """
@@ -324,7 +326,22 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
          f"Measured on {results['machine']} on {results['date']} by `python scripts/benchmarks.py`"
          f" (raw figures in `models/benchmarks/results.json`). Every number below comes from one run of that"
          " script; the machine is a shared 2-vCPU VM, and re-measuring the same models 30 minutes apart moves"
-         " single medians by a few percent (see *Noise floor*).", ""]
+         " single medians by several percent (see *Noise floor* under each target).", ""]
+    L += [note + "" for note in results.get("notes", [])] + ([""] if results.get("notes") else [])
+    L += ["## Summary against the targets of issue 4", "",
+          "| target | random split ±10 % (≥ 95 %) | ±5 % (≥ 75 %) | Spearman (≥ 0.99) | family left out ±10 % (≥ 85 %) |"
+          " realistic ±10 % (≥ 90 %) | models/s (≥ 200) | CLI cold (< 2 s) | noise: re-measure vs campaign ±10 % |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["targets"].values():
+        a = r["random"]["architectures"]
+        fam = r.get("family_out") or {}
+        fam10 = pct(np.mean([v["within_10pct"] for v in fam.values()])) if fam else "—"
+        real10 = pct(r["realistic"]["metrics"]["within_10pct"]) if r.get("realistic") else "—"
+        noise = pct(r["noise"]["vs_campaign_within_10"]) if r.get("noise") else "—"
+        L.append(f"| {r['target']} | {pct(a['within_10pct']['mean'])} | {pct(a['within_5pct']['mean'])} |"
+                 f" {a['spearman']['mean']:.4f} | {fam10} | {real10} | {r['speed']['predict_one_models_per_s']:.0f} |"
+                 f" {r['cli_cold']['median_s']:.2f} s | {noise} |")
+    L.append("")
     if "agreement" in results:
         a = results["agreement"]
         L += ["## `edgecost measure` against a plain onnxruntime loop", "",
@@ -397,6 +414,8 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
                       f" {sp['api_file_new_ms']:.1f} ms for a file never predicted before (read, hash, ORT's graph"
                       f" optimizer on the host, predictor), {sp['api_file_again_ms']:.1f} ms for a file predicted"
                       " before (executed kernels from the cache, `edgecost/kernel_cache.py`).", ""]
+        if r.get("noise"):
+            L += ["Noise floor: " + r["noise"]["text"], ""]
         if r.get("regressors"):
             L += ["Kernel regressor (random 80/20, architectures, 1 seed):", "", "| regressor | within ±10 % |"
                   " within ±5 % | MAPE | fit seconds |", "|---|---|---|---|---|"]
@@ -404,9 +423,6 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
                 L.append(f"| {reg} | {pct(v['within_10pct'])} | {pct(v['within_5pct'])} | {v['mape']:.1f} % |"
                          f" {v['fit_s']:.0f} |")
             L.append("")
-    if "noise" in results:
-        n = results["noise"]
-        L += ["## Noise floor", "", n["text"], ""]
     out.write_text("\n".join(L) + "\n")
 
 
@@ -422,7 +438,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     ap.add_argument("--results", type=Path, default=ROOT / "models" / "benchmarks" / "results.json")
     ap.add_argument("--skip", default="", help="Comma list of parts to skip: realistic,family,curve,regressors,agreement")
+    ap.add_argument("--refresh-speed", action="store_true",
+                    help="Only re-time prediction speed on the campaigns in --work; update --results and --out.")
     args = ap.parse_args()
+    if args.refresh_speed:
+        refresh_speed(args)
+        return
     skip = set(args.skip.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
     kernels = kernel_family_names()
@@ -487,13 +508,31 @@ def main() -> None:
                 a = accuracy(np.array([test[i].latency_ms for i in sel]), pr[sel])
                 r["regressors"][reg] = {**a, "fit_s": fit_s}
                 log(name, reg, round(a["within_10pct"], 3), round(fit_s), "s")
-        if name == "ort1" and "noise" not in skip:
-            results["noise"] = noise_floor(name, home, ds, kernels)
+        if TARGETS[name]["runtime"] == "onnxruntime" and "noise" not in skip:
+            r["noise"] = noise_floor(name, home, ds, kernels)
         results["targets"][name] = r
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=1, default=float))
         write_markdown(results, args.out)
     log("wrote", args.out)
+
+
+def refresh_speed(args) -> None:
+    """Re-time prediction speed (after a change to the predictor's code) keeping every other figure."""
+    results = json.loads(args.results.read_text())
+    for name, r in results["targets"].items():
+        home = args.work / name
+        ds, _ = dataset(name, home)
+        r["speed"] = speed(name, home, ds)
+        example = ROOT / "models" / "examples" / "mobilenetv2_like.onnx"
+        if TARGETS[name]["runtime"] == "onnxruntime":
+            r["cli_cold"] = cli_cold(name, home, example)
+        log(name, "speed", {k: round(v, 1) for k, v in r["speed"].items()}, "cli", r.get("cli_cold"))
+    note = (f"Prediction speed re-timed on {time.strftime('%Y-%m-%d')} with `python scripts/benchmarks.py"
+            " --refresh-speed` (same campaigns and profiles).")
+    results["notes"] = [n for n in results.get("notes", []) if "--refresh-speed" not in n] + [note]
+    args.results.write_text(json.dumps(results, indent=1, default=float))
+    write_markdown(results, args.out)
 
 
 def _machine() -> str:

@@ -123,6 +123,10 @@ class KernelModel:
     def predict_us(self, X: np.ndarray) -> np.ndarray:
         if len(X) == 0:
             return np.zeros(0)
+        # Networks repeat kernels (blocks of a stage share shapes): evaluate each distinct row once.
+        rows, inverse = np.unique(X, axis=0, return_inverse=True)
+        if len(rows) < 0.9 * len(X):
+            return (self.baseline.predict(rows) * np.exp(self.trees.predict(rows)))[inverse.reshape(-1)]
         return self.baseline.predict(X) * np.exp(self.trees.predict(X))
 
     def to_dict(self) -> dict[str, Any]:

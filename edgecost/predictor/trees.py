@@ -29,6 +29,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
+_CELLS_PER_CHUNK = 1 << 16
+
+
 @dataclass
 class TreeEnsemble:
     """Arrays of a boosted tree ensemble; ``predict(X)`` sums every tree's leaf value.
@@ -91,26 +94,60 @@ class TreeEnsemble:
         return cls(feature, threshold, left, right, leaf_value, root_is_leaf, depth, n_features)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
+        X = np.ascontiguousarray(X, dtype=np.float64)
         n = X.shape[0]
         T = self.feature.shape[0]
         if n == 0 or T == 0:
             return np.zeros(n)
-        node = np.zeros((T, n), np.int64)
-        node[self.root_is_leaf, :] = -1  # leaf 0
-        tree_idx = np.arange(T)[:, None]
-        rows = np.arange(n)[None, :]
+        rows = max(1, _CELLS_PER_CHUNK // T)  # chunks keep the (row, tree) arrays in cache
+        return np.concatenate([self._predict_chunk(X[a : a + rows]) for a in range(0, n, rows)])
+
+    def _predict_chunk(self, X: np.ndarray) -> np.ndarray:
+        feature, threshold, left, right, value, is_leaf, roots = self._flat()
+        n, T = X.shape[0], roots.shape[0]
+        # Every (row, tree) pair walks one node a step; leaves loop onto themselves, so the
+        # walk needs no masks and stops as soon as all pairs sit on leaves.
+        node = np.tile(roots, n)
+        cell = np.repeat(np.arange(n, dtype=np.intp) * X.shape[1], T)
+        flat_x = X.ravel()
         for _ in range(self.depth):
-            active = node >= 0
-            if not active.any():
+            go_left = flat_x[cell + feature[node]] <= threshold[node]
+            node = np.where(go_left, left[node], right[node])
+            if is_leaf[node].all():
                 break
-            safe = np.where(active, node, 0)
-            f = self.feature[tree_idx, safe]
-            go_left = X[rows, f] <= self.threshold[tree_idx, safe]
-            nxt = np.where(go_left, self.left[tree_idx, safe], self.right[tree_idx, safe])
-            node = np.where(active, nxt, node)
-        leaf = -1 - node
-        return self.leaf_value[tree_idx, leaf].sum(axis=0)
+        return value[node].reshape(n, T).sum(axis=1)
+
+    def _flat(self):
+        """The ensemble as one node table: internal nodes, then leaves that point to themselves."""
+        cached = getattr(self, "_flat_cache", None)
+        if cached is not None:
+            return cached
+        feats, thrs, lefts, rights, values, leafs, roots = [], [], [], [], [], [], []
+        offset = 0
+        # Internal nodes are numbered 0..k-1 in pre-order and only they appear as children >= 0.
+        internal = np.maximum(np.maximum(self.left, self.right).max(axis=1) + 1, 1)
+        for t in range(self.feature.shape[0]):
+            n_internal = 0 if self.root_is_leaf[t] else int(internal[t])
+            n_leaves = n_internal + 1
+            leaf_base = offset + n_internal
+
+            def glob(child: np.ndarray) -> np.ndarray:
+                return np.where(child >= 0, offset + child, leaf_base + (-1 - child))
+
+            ids = np.arange(n_leaves) + leaf_base
+            feats += [self.feature[t, :n_internal], np.zeros(n_leaves, np.int32)]
+            thrs += [self.threshold[t, :n_internal], np.full(n_leaves, np.inf)]
+            lefts += [glob(self.left[t, :n_internal]), ids]
+            rights += [glob(self.right[t, :n_internal]), ids]
+            values += [np.zeros(n_internal), self.leaf_value[t, :n_leaves]]
+            leafs += [np.zeros(n_internal, bool), np.ones(n_leaves, bool)]
+            roots.append(offset if n_internal else leaf_base)
+            offset += n_internal + n_leaves
+        cached = (np.concatenate(feats).astype(np.intp), np.concatenate(thrs), np.concatenate(lefts).astype(np.intp),
+                  np.concatenate(rights).astype(np.intp), np.concatenate(values), np.concatenate(leafs),
+                  np.asarray(roots, np.intp))
+        self._flat_cache = cached
+        return cached
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -28,9 +28,10 @@ def test_tree_ensemble_matches_lightgbm_exactly():
     params = dict(DEFAULT_PARAMS, seed=0)
     booster = lgb.train(params, lgb.Dataset(X, label=y, params={"verbosity": -1, "min_data_in_bin": 1,
                                                                 "max_bin": 255}), num_boost_round=80)
-    Xt = rng.normal(size=(200, 7))
+    Xt = rng.normal(size=(2000, 7))  # > one chunk of (row, tree) pairs: 2000 × 80 > 2**16
     Xt[::2, 4] = -1.0
     np.testing.assert_allclose(te.predict(Xt), booster.predict(Xt), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(te.predict(Xt[:1]), booster.predict(Xt[:1]), rtol=0, atol=1e-9)
     again = TreeEnsemble.from_dict(json.loads(json.dumps(te.to_dict())))
     np.testing.assert_array_equal(again.predict(Xt), te.predict(Xt))
 
