@@ -907,32 +907,16 @@ NON_DIE_THERMAL_ZONES = ("pmic-die", "thermal-fan-est")
 
 RUNTIME_PROBE_NAMES = ("numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime", "torch")
 RUNTIME_PROBE_TIMEOUT_SECS = 60.0
+AGENT_FILE = os.path.abspath(__file__)
 
+# Imports this file in a fresh interpreter and runs its probe_one_runtime(argv[2]).
 _RUNTIME_PROBE_SRC = r'''
-import json, sys
-name = sys.argv[1]
-info = {}
-try:
-    if name == "onnxruntime":
-        import onnxruntime as mod
-        info["providers"] = list(mod.get_available_providers())
-    elif name == "ai_edge_litert":
-        import ai_edge_litert as mod
-        import ai_edge_litert.interpreter
-    elif name == "tflite_runtime":
-        import tflite_runtime as mod
-        import tflite_runtime.interpreter
-    elif name == "torch":
-        import torch as mod
-        info["num_threads"] = int(mod.get_num_threads())
-        info["cuda_available"] = bool(mod.cuda.is_available())
-    else:
-        mod = __import__(name)
-    info["available"] = True
-    info["version"] = str(getattr(mod, "__version__", "unknown"))
-except Exception as exc:
-    info = {"available": False, "error": "%s: %s" % (type(exc).__name__, exc)}
-sys.stdout.write("\nEDGECOST_PROBE " + json.dumps(info) + "\n")
+import importlib.util, json, sys
+sys.dont_write_bytecode = True
+spec = importlib.util.spec_from_file_location("edgecost_agent_probe", sys.argv[1])
+agent = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(agent)
+sys.stdout.write("\nEDGECOST_PROBE " + json.dumps(agent.probe_one_runtime(sys.argv[2])) + "\n")
 '''
 
 
@@ -1196,7 +1180,7 @@ def gpu_info():
 
 
 def probe_one_runtime(name):
-    """Import one runtime here and describe it (the in-process twin of _RUNTIME_PROBE_SRC).
+    """Import one runtime here and describe it (``probe_runtimes`` runs it in a subprocess).
 
     :returns: dict -- {available, version, ...} or {available: False, error}
     """
@@ -1268,7 +1252,8 @@ def probe_runtimes(timeout_secs=RUNTIME_PROBE_TIMEOUT_SECS):
     for name in RUNTIME_PROBE_NAMES:
         try:
             procs[name] = subprocess.Popen(
-                [sys.executable, "-c", _RUNTIME_PROBE_SRC, name], stdin=subprocess.DEVNULL,
+                [sys.executable, "-c", _RUNTIME_PROBE_SRC, AGENT_FILE, name],
+                stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
         except OSError as exc:
             log("cannot start %s to probe runtimes (%s): probing without exec"

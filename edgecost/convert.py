@@ -545,24 +545,14 @@ _PYTHON_QUIET = _SharedQuiet(_python_quiet_enter, _python_quiet_leave)
 _NATIVE_QUIET = _SharedQuiet(_native_quiet_enter, _native_quiet_leave)
 
 
-@contextlib.contextmanager
-def _quiet_python(verbose: bool) -> Iterator[None]:
+def _quiet_python(verbose: bool) -> contextlib.AbstractContextManager:
     """Silence exporters' Python warnings, progress prints and torch.onnx log chatter."""
-    if verbose:
-        yield
-        return
-    with _PYTHON_QUIET():
-        yield
+    return contextlib.nullcontext() if verbose else _PYTHON_QUIET()
 
 
-@contextlib.contextmanager
-def _quiet_native(verbose: bool) -> Iterator[None]:
+def _quiet_native(verbose: bool) -> contextlib.AbstractContextManager:
     """Send file descriptors 1 and 2 to a scratch file (native libraries log there directly)."""
-    if verbose:
-        yield
-        return
-    with _NATIVE_QUIET():
-        yield
+    return contextlib.nullcontext() if verbose else _NATIVE_QUIET()
 
 
 @contextlib.contextmanager

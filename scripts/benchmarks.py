@@ -243,7 +243,7 @@ def speed(name: str, home: Path, ds) -> dict[str, Any]:
 def api_file_speed(name: str, home: Path, repeats: int = 20) -> dict[str, Any]:
     """`edgecost.predict(path, ...)` in a warm process: a file never predicted, and the same file again."""
     import edgecost
-    from edgecost import kernel_cache
+    from edgecost import kernel_cache, paths
 
     _env_home(home)
     model = ROOT / "models" / "examples" / "mobilenetv2_like.onnx"
@@ -253,7 +253,7 @@ def api_file_speed(name: str, home: Path, repeats: int = 20) -> dict[str, Any]:
     new, again = [], []
     for _ in range(repeats):
         kernel_cache.clear_memory()
-        shutil.rmtree(home / "cache", ignore_errors=True)
+        shutil.rmtree(paths.cache_dir(), ignore_errors=True)
         t0 = time.perf_counter()
         edgecost.predict(model, "local", **TARGETS[name])
         new.append(time.perf_counter() - t0)
@@ -261,6 +261,14 @@ def api_file_speed(name: str, home: Path, repeats: int = 20) -> dict[str, Any]:
         edgecost.predict(model, "local", **TARGETS[name])
         again.append(time.perf_counter() - t0)
     return {"api_file_new_ms": 1000 * statistics.median(new), "api_file_again_ms": 1000 * statistics.median(again)}
+
+
+def cli_model(name: str, work: Path) -> Path:
+    """The model `edgecost predict` is timed on: the shipped example, or a converted realistic model for TFLite."""
+    example = ROOT / "models" / "examples" / "mobilenetv2_like.onnx"
+    if TARGETS[name]["runtime"] == "onnxruntime" and example.exists():
+        return example
+    return next((work / "realistic-tflite").glob("*.tflite"))
 
 
 def cli_cold(name: str, home: Path, model: Path, repeats: int = 5) -> dict[str, Any]:
@@ -487,11 +495,7 @@ def main() -> None:
         if "realistic" not in skip:
             r["realistic"] = realistic(name, home, args.work)
         r["speed"] = speed(name, home, ds)
-        example = ROOT / "models" / "examples" / ("mobilenetv2_like.onnx")
-        if TARGETS[name]["runtime"] == "onnxruntime" and example.exists():
-            r["cli_cold"] = cli_cold(name, home, example)
-        else:
-            r["cli_cold"] = cli_cold(name, home, next((args.work / "realistic-tflite").glob("*.tflite")))
+        r["cli_cold"] = cli_cold(name, home, cli_model(name, args.work))
         if "regressors" not in skip and name == "ort1":
             r["regressors"] = {}
             for reg in ("gbm", "mlp"):
@@ -524,9 +528,7 @@ def refresh_speed(args) -> None:
         home = args.work / name
         ds, _ = dataset(name, home)
         r["speed"] = speed(name, home, ds)
-        example = ROOT / "models" / "examples" / "mobilenetv2_like.onnx"
-        if TARGETS[name]["runtime"] == "onnxruntime":
-            r["cli_cold"] = cli_cold(name, home, example)
+        r["cli_cold"] = cli_cold(name, home, cli_model(name, args.work))
         log(name, "speed", {k: round(v, 1) for k, v in r["speed"].items()}, "cli", r.get("cli_cold"))
     note = (f"Prediction speed re-timed on {time.strftime('%Y-%m-%d')} with `python scripts/benchmarks.py"
             " --refresh-speed` (same campaigns and profiles).")

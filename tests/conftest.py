@@ -21,7 +21,7 @@ from support.ssh_fixtures import (  # noqa: E402, F401
 from support.armroot import arm64_root  # noqa: E402, F401
 
 # Fleet hosts as inventory devices behind an ssh config and known_hosts (tests/support/ssh_devices.py).
-from support.ssh_devices import ssh_home  # noqa: E402, F401
+from support.ssh_devices import fast_detection, ssh_home  # noqa: E402, F401
 
 # A short real campaign on this machine and its fitted profile (tests/support/profiled.py).
 from support.profiled import profiled  # noqa: E402, F401

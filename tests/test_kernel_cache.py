@@ -12,9 +12,8 @@ from edgecost import kernel_cache, paths
 
 
 @pytest.fixture()
-def home(profiled, tmp_path, monkeypatch):
+def home(profiled, monkeypatch):
     monkeypatch.setenv("EDGECOST_HOME", str(profiled.home))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     kernel_cache.clear_memory()
     cache = paths.cache_dir()
     shutil.rmtree(cache, ignore_errors=True)

@@ -43,14 +43,6 @@ def _assert_unique_items(store: Store, campaign_id: int) -> list[str]:
     return items
 
 
-@pytest.fixture
-def fast_detection(monkeypatch):
-    monkeypatch.setattr(SshSession, "heartbeat_secs", 0.3)
-    monkeypatch.setattr(SshSession, "silence_check_s", 1.5)
-    monkeypatch.setattr(SshSession, "link_check_timeout_s", 2.0)
-    monkeypatch.setattr(SshSession, "sftp_timeout_s", 5.0)
-
-
 def test_campaign_over_ssh_into_the_store(ssh_hosts_two, ssh_home):
     dev = ssh_home.add(ssh_hosts_two[0], "pi")
     store = Store()

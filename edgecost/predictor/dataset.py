@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..fusion import ORT_LEVELS, ExecutionSpec, align_times, executed_kernels, kernels_from_profile, op_agreement
+from ..fusion import (ORT_LEVELS, ExecutionSpec, align_times, executed_kernels, host_ort_version, kernels_from_profile,
+                      op_agreement)
 from ..records import KernelRecord, ModelGraph, Target
 from ..store import Store
 from .model import TrainingModel
@@ -97,11 +98,7 @@ def _host_kernels(store: Store, src: _ArtifactSource, model_hash: str, graph: Mo
 
 
 def host_runtime_version(runtime: str) -> str:
-    if runtime == "onnxruntime":
-        import onnxruntime
-
-        return onnxruntime.__version__
-    return ""
+    return host_ort_version() if runtime == "onnxruntime" else ""
 
 
 def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,

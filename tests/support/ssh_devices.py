@@ -4,7 +4,8 @@
 ``EDGECOST_KNOWN_HOSTS`` at fresh files under ``tmp_path``; ``ssh_home.add(host, name)`` writes
 the host's ``Host`` block (and, unless ``trusted=False``, its known_hosts line) and adds it to
 the inventory with the host's Python.  ``ssh_home.env`` is the environment for an ``edgecost``
-subprocess.  ``wheel_from_installed`` packs an installed distribution into a wheel (for
+subprocess.  ``fast_detection`` makes SSH sessions notice a dead link within seconds.
+``wheel_from_installed`` packs an installed distribution into a wheel (for
 ``devices setup --wheels`` without a package index).
 """
 
@@ -79,6 +80,17 @@ def ssh_home(tmp_path, monkeypatch) -> SshHome:
     monkeypatch.setenv("EDGECOST_SSH_CONFIG", str(home.config))
     monkeypatch.setenv("EDGECOST_KNOWN_HOSTS", str(home.known_hosts))
     return home
+
+
+@pytest.fixture
+def fast_detection(monkeypatch):
+    """Notice a dead link within a few seconds instead of ~20 s."""
+    from edgecost.transport.ssh import SshSession
+
+    monkeypatch.setattr(SshSession, "heartbeat_secs", 0.3)
+    monkeypatch.setattr(SshSession, "silence_check_s", 1.5)
+    monkeypatch.setattr(SshSession, "link_check_timeout_s", 2.0)
+    monkeypatch.setattr(SshSession, "sftp_timeout_s", 5.0)
 
 
 def _record_hash(data: bytes) -> str:

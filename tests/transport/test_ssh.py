@@ -26,15 +26,6 @@ pytestmark = pytest.mark.ssh
 QUICK = dict(warmup_runs=0, warmup_min_secs=0.0, num_runs=3, min_secs=0.0, max_secs=2.0)
 
 
-@pytest.fixture
-def fast_detection(monkeypatch):
-    """Notice a dead link within a few seconds instead of ~20 s."""
-    monkeypatch.setattr(SshSession, "heartbeat_secs", 0.3)
-    monkeypatch.setattr(SshSession, "silence_check_s", 1.5)
-    monkeypatch.setattr(SshSession, "link_check_timeout_s", 2.0)
-    monkeypatch.setattr(SshSession, "sftp_timeout_s", 5.0)
-
-
 def _bench_in_thread(session, remote, **args):
     box: dict = {}
 
