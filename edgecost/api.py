@@ -178,7 +178,12 @@ def measure(
     facts: dict[str, Any] | None = None,
     save: bool = True,
 ) -> Measurement:
-    """Measure a model on a device with the agent; the result is stored unless ``save=False``."""
+    """Measure a model on a device with the agent; the result is stored unless ``save=False``.
+
+    With ``settings.profile_runs > 0`` the measurement carries per-kernel times: ONNX
+    Runtime's per-node profile, or for a ``.tflite`` each distinct operator timed as a
+    single-operator model (``edgecost.tflite_profile``).
+    """
     from .bench import BenchSettings, bench_args, check_runtime_accepts, measurement_from_result
     from .store import Store
     from .transport import open_session
@@ -197,10 +202,14 @@ def measure(
             facts = session.sysinfo()
         remote = session.stage_model(model)
         result = session.bench(remote, **bench_args(target, graph, settings))
+        op_profile = _tflite_op_profile(session, target, Path(model), graph) \
+            if target.runtime == "tflite" and settings.profile_runs > 0 else None
     finally:
         if own_session:
             session.close()
     m = measurement_from_result(result, graph.content_hash, target, facts)
+    if op_profile is not None:
+        m = replace(m, node_profile=op_profile)
     if save:
         st = store or Store()
         st.put_model(graph)
@@ -208,6 +217,15 @@ def measure(
             st.put_device_facts(target.device, facts)
         st.add_measurement(m)
     return m
+
+
+def _tflite_op_profile(session, target, path: Path, graph) -> tuple[dict[str, Any], ...]:
+    import tempfile
+
+    from .tflite_profile import OpTimes
+
+    with tempfile.TemporaryDirectory(prefix="edgecost-slices-") as tmp:
+        return OpTimes().measure(session, target, path, graph, Path(tmp))
 
 
 # -- profile ----------------------------------------------------------------------

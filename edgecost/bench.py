@@ -48,6 +48,10 @@ class BenchSettings:
 CAMPAIGN_BENCH = BenchSettings(warmup_runs=2, warmup_min_secs=0.05, num_runs=15, min_secs=0.4,
                                max_secs=8.0, profile_runs=5)
 
+#: What a LiteRT op slice (one operator cut out of a campaign model) is timed with: slices
+#: are many and small, and the kernel model averages their noise.
+SLICE_BENCH = BenchSettings(warmup_runs=1, warmup_min_secs=0.0, num_runs=10, min_secs=0.03, max_secs=2.0)
+
 
 def model_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()

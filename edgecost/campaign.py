@@ -28,6 +28,7 @@ from .errors import AgentError, ConnectionLostError, ConversionError, UsageError
 from .bench import CAMPAIGN_BENCH, BenchSettings, bench_args, measurement_from_result
 from .records import Target
 from .store import Store
+from .tflite_profile import OpTimes
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class CampaignSettings:
     large_share: float = 0.15  # share of network items allowed 6x the default FLOP cap
     bench: BenchSettings = CAMPAIGN_BENCH
     strategy: str = "random"  # "random" | "adaptive"
+    op_profile: bool = True  # LiteRT: time each distinct operator as a single-op model (per-kernel truth)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -245,6 +247,7 @@ def run_campaign(
         emit(CampaignEvent("warning", message=warning))
 
     stream = ItemStream(settings, target.batch)
+    op_times = OpTimes.from_store(store, target) if target.runtime == "tflite" and settings.op_profile else None
     adaptive = AdaptiveWeights(store, target, stream) if settings.strategy == "adaptive" else None
     # An adaptive stream depends on what was measured: resume after the last item, not at 0.
     first_new = 1 + max((int(k.split(":", 1)[0]) for k in done), default=-1) if adaptive else 0
@@ -271,7 +274,7 @@ def run_campaign(
                 result.skipped_already_done += 1
                 continue
             _measure_item(session, target, store, spec, item, index, settings.bench, workdir, artifacts,
-                          campaign_id, result, emit, start, budget_s)
+                          campaign_id, result, emit, start, budget_s, op_times)
             if adaptive is not None and adaptive.maybe_refit(store.count_measurements(target)):
                 top = sorted(stream.weights.items(), key=lambda kv: -kv[1])[:3]
                 emit(CampaignEvent("info", message="adaptive sampling: most weight on "
@@ -288,7 +291,7 @@ def run_campaign(
 
 
 def _measure_item(session, target, store, spec, item, index, bench: BenchSettings, workdir, artifacts,
-                  campaign_id, result, emit, start, budget_s) -> None:
+                  campaign_id, result, emit, start, budget_s, op_times: OpTimes | None = None) -> None:
     from .graph import read_model
 
     t0 = time.monotonic()
@@ -310,9 +313,13 @@ def _measure_item(session, target, store, spec, item, index, bench: BenchSetting
             shutil.copyfile(path, dest)
         kept = str(dest)
     store.put_model(graph, family=spec.family, spec=spec.to_dict(), artifact_path=kept)
+    slices_before = op_times.device_seconds if op_times is not None else 0.0
+    node_profile: tuple[dict[str, Any], ...] = ()
     try:
         remote = session.stage_model(path)
         res = session.bench(remote, **bench_args(target, graph, bench))
+        if op_times is not None:  # the model's per-operator times, while its file is at hand
+            node_profile = op_times.measure(session, target, path, graph, workdir)
     except ConnectionLostError:
         raise  # the link is gone, not the model's fault: the caller reconnects and resumes
     except AgentError as exc:
@@ -327,11 +334,15 @@ def _measure_item(session, target, store, spec, item, index, bench: BenchSetting
     finally:
         path.unlink(missing_ok=True)
     m = measurement_from_result(res, graph.content_hash, target)
+    device_s = float(res.get("total_secs") or 0.0)
+    if op_times is not None:
+        m = replace(m, node_profile=node_profile)
+        device_s += op_times.device_seconds - slices_before
     spent = time.monotonic() - t0
     if store.add_measurement(m, campaign_id=campaign_id, campaign_item=item,
-                             seconds_spent=float(res.get("total_secs") or spent)) is not None:
+                             seconds_spent=device_s or spent) is not None:
         result.measured += 1
-        result.device_seconds += float(res.get("total_secs") or 0.0)
+        result.device_seconds += device_s
     emit(CampaignEvent("measured", item=item, family=spec.family, median_ms=m.stats.median_ms,
                        done_ok=result.measured, done_failed=result.failed,
                        elapsed_s=time.monotonic() - start, budget_s=budget_s))

@@ -151,7 +151,8 @@ def predict(models, device, runtime, threads, precision, batch, input_shape, pro
 @click.option("--min-secs", type=float, default=1.0, show_default=True, help="Timed seconds, at least.")
 @click.option("--max-secs", type=float, default=150.0, show_default=True, help="Stop timing after this long.")
 @click.option("--profile-runs", type=int, default=0, show_default=True,
-              help="ONNX Runtime: also take a per-node profile over this many runs.")
+              help="Also take per-kernel times: ONNX Runtime's per-node profile over this many runs; "
+                   "for a .tflite (any value > 0), each distinct operator timed as a single-op model.")
 @click.option("--no-store", is_flag=True, help="Do not keep the measurement in the store.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line, one line per model.")
 def measure(models, device, runtime, threads, precision, batch, input_shape, warmup_runs, num_runs, min_secs,
@@ -221,9 +222,12 @@ def _print_measurement(con, path, meas) -> None:
 @click.option("--new", is_flag=True, help="Start a new campaign instead of resuming the last one.")
 @click.option("--max-models", type=int, default=None, help="Stop after this many models.")
 @click.option("--no-train", is_flag=True, help="Do not fit the profile afterwards.")
+@click.option("--no-op-slices", is_flag=True,
+              help="LiteRT: do not time each distinct operator as a single-op model (more models measured, "
+                   "a less accurate profile: per-kernel times are then inferred from whole-model times).")
 @click.option("--json", "as_json", is_flag=True, help="Print the campaign summary as JSON.")
 def profile(device, devices, runtime, threads, precision, batch, budget_minutes, seed, families, strategy, new,
-            max_models, no_train, as_json):
+            max_models, no_train, no_op_slices, as_json):
     """Measure generated models on a device until the budget is spent, then fit its profile.
 
     Interrupt with Ctrl-C at any time: what was measured is stored, and running the
@@ -240,7 +244,7 @@ def profile(device, devices, runtime, threads, precision, batch, budget_minutes,
     for n in names:
         api.resolve_target(n, runtime, threads, precision, batch)
     fams = tuple(f for f in (families or "").split(",") if f)
-    settings = CampaignSettings(seed=seed, families=fams, strategy=strategy)
+    settings = CampaignSettings(seed=seed, families=fams, strategy=strategy, op_profile=not no_op_slices)
     from .ui import run_profiles
 
     results = run_profiles(names, dict(runtime=runtime, threads=threads, precision=precision, batch=batch),

@@ -4,13 +4,17 @@ One schema serves every runtime: the kernel's canonical category (one-hot), its 
 figures (FLOPs, bytes, parameters, arithmetic intensity), its geometry in NCHW terms
 (TFLite's NHWC tensors are turned around), convolution and matmul specifics (kernel
 size, stride, groups, M/N/K), channel alignment (XNNPACK and MLAS pack channels in
-blocks of 4/8/16), and what the runtime fused into it (activation, residual sum).
+blocks of 4/8/16), what the runtime fused into it (activation, residual sum), and which
+operator it is within its category (``op_code``: Gelu, QuickGelu and Relu are all
+"activation" but cost very differently; a standalone activation also sets ``activation``
+to its own function, so it shares what fused activations teach).
 Missing values are ``-1``: the trees learn that "not applicable" is its own case.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +26,12 @@ MISSING = -1.0
 
 _ACTIVATIONS = {None: 0, "relu": 1, "clip": 2, "relu6": 2, "hardswish": 3, "hard_swish": 3, "sigmoid": 4,
                 "hardsigmoid": 4, "silu": 5, "swish": 5, "gelu": 6, "tanh": 7, "leakyrelu": 8}
+#: Standalone activation ops (ONNX / ORT contrib / TFLite spellings) -> the function they apply.
+_ACTIVATION_OPS = {"Relu": "relu", "RELU": "relu", "Clip": "clip", "RELU6": "relu6", "HardSwish": "hardswish",
+                   "HARD_SWISH": "hardswish", "Sigmoid": "sigmoid", "LOGISTIC": "sigmoid",
+                   "HardSigmoid": "hardsigmoid", "QuickGelu": "silu", "Gelu": "gelu", "BiasGelu": "gelu",
+                   "FastGelu": "gelu", "GELU": "gelu", "Tanh": "tanh", "TANH": "tanh", "LeakyRelu": "leakyrelu",
+                   "LEAKY_RELU": "leakyrelu"}
 
 _BASE_FEATURES = (
     "log2_flops", "log2_macs", "log2_bytes_read", "log2_bytes_written", "log2_params", "intensity",
@@ -30,12 +40,16 @@ _BASE_FEATURES = (
     "kernel_h", "kernel_w", "stride", "dilation", "groups", "depthwise", "c_in_per_group", "c_out_per_group",
     "c_in_mod8", "c_in_mod16", "c_out_mod8", "c_out_mod16", "c_in_align8", "c_out_align8",
     "mm_m", "mm_n", "mm_k", "log2_mm_batch",
-    "activation", "fused_sum", "n_inputs", "out_rank", "nchwc", "last_dim", "log2_last_dim",
+    "activation", "fused_sum", "n_inputs", "out_rank", "nchwc", "last_dim", "log2_last_dim", "op_code",
+    "in_network",
 )
 
 FEATURE_NAMES: tuple[str, ...] = _BASE_FEATURES + tuple(f"cat_{c}" for c in CATEGORIES)
 _CAT_OFFSET = len(_BASE_FEATURES)
 _CAT_INDEX = {c: i for i, c in enumerate(CATEGORIES)}
+_I_IN_NETWORK = FEATURE_NAMES.index("in_network")
+#: A model of at least this many kernels is a network; fewer, a kernel probe timed (nearly) alone.
+NETWORK_MIN_KERNELS = 16
 
 
 def _log2(x: float) -> float:
@@ -67,6 +81,11 @@ def _nchw(shape: Sequence[int], nhwc: bool) -> tuple[float, float, float, float]
     if len(s) == 1:
         return 1, s[0], 1, 1
     return MISSING, MISSING, MISSING, MISSING
+
+
+def op_code(op_type: str) -> float:
+    """A stable number for an op type (CRC-32 based: the same in every version, no table to keep in step)."""
+    return float(zlib.crc32(op_type.encode("utf-8")) % 1_000_003)
 
 
 def kernel_features(k: KernelRecord, category: str | None = None) -> np.ndarray:
@@ -113,7 +132,7 @@ def kernel_features(k: KernelRecord, category: str | None = None) -> np.ndarray:
     if cat in ("gemm", "matmul", "attention") and len(ins) >= 2 and y:
         m, nn, kk, batch = _mnk(ins[0], ins[1], y, a)
         row[29], row[30], row[31], row[32] = m, nn, kk, _log2(batch)
-    act = fused_activation(k)
+    act = fused_activation(k) or (_ACTIVATION_OPS.get(k.op_type) if cat == "activation" else None)
     row[33] = _ACTIVATIONS.get(act.lower() if isinstance(act, str) else act, 9)
     row[34] = 1.0 if fused_sum(k) else 0.0
     row[35] = len(ins)
@@ -122,16 +141,25 @@ def kernel_features(k: KernelRecord, category: str | None = None) -> np.ndarray:
     if y:
         row[38] = y[-1]
         row[39] = _log2(y[-1])
+    row[40] = op_code(k.op_type)
     idx = _CAT_INDEX.get(cat, _CAT_INDEX.get("other"))
     row[_CAT_OFFSET + idx] = 1.0
     return row
 
 
 def feature_matrix(kernels: Sequence[KernelRecord], categories: Sequence[str] | None = None) -> np.ndarray:
+    """Rows of FEATURE_NAMES for the kernels of *one* model.
+
+    ``in_network`` says whether the model is a network or a kernel probe: a kernel inside
+    a network runs with colder caches than the same kernel timed alone, and the
+    regressor learns that offset, also for kernels that only probes showed it.
+    """
     if not kernels:
         return np.zeros((0, len(FEATURE_NAMES)))
     cats = categories or [kernel_category(k) for k in kernels]
-    return np.vstack([kernel_features(k, c) for k, c in zip(kernels, cats)])
+    X = np.vstack([kernel_features(k, c) for k, c in zip(kernels, cats)])
+    X[:, _I_IN_NETWORK] = float(len(kernels) >= NETWORK_MIN_KERNELS)
+    return X
 
 
 def _weight_kernel(k: KernelRecord, nhwc: bool):

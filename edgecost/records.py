@@ -106,7 +106,7 @@ class Measurement:
     first_inference_ms: float | None = None
     warnings: tuple[str, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)  # governor, cpu, power mode, ...
-    node_profile: tuple[dict[str, Any], ...] = ()  # ORT per-node times (executed kernels)
+    node_profile: tuple[dict[str, Any], ...] = ()  # per-kernel times: ORT's profile, or LiteRT op slices
     optimized_nodes: tuple[dict[str, Any], ...] = ()  # ORT graph after its optimizations
     schema_version: int = SCHEMA_VERSION
 

@@ -2,7 +2,7 @@
 
 Tables: ``devices`` (facts the agent reported), ``models`` (content hash, source,
 graph summary, the kernel list), ``campaigns`` (a profiling run and its settings),
-``measurements`` (stats + provenance + the ORT per-node profile).  Every write is a
+``measurements`` (stats + provenance + per-kernel times: ORT per-node, LiteRT op slices).  Every write is a
 transaction; a campaign's items are unique per campaign, so a killed campaign loses
 nothing it had stored and a resumed one never stores an item twice.  WAL mode and a
 busy timeout let several campaigns (threads or processes) write to one store.

@@ -130,3 +130,54 @@ def test_unknown_family_is_a_usage_error(home):
 
     with LocalSession(local_device()) as s, pytest.raises(UsageError, match="unknown model families"):
         run_campaign(s, T, Store(), budget_s=10, settings=CampaignSettings(families=("nope",)))
+
+
+class CrashOnSecondSlice(LocalSession):
+    """The agent's worker dies from SIGSEGV while timing the second LiteRT op slice."""
+
+    slices = 0
+
+    def bench(self, device_model_path, **args):
+        from edgecost.bench import SLICE_BENCH
+
+        if (args["num_runs"], args["min_secs"]) == (SLICE_BENCH.num_runs, SLICE_BENCH.min_secs):
+            CrashOnSecondSlice.slices += 1
+            if CrashOnSecondSlice.slices == 2:
+                args["test_hook"] = "segv"
+        return super().bench(device_model_path, **args)
+
+
+def test_tflite_campaign_times_each_distinct_operator_once(home):
+    """LiteRT gives no per-op profile: the campaign times single-op slices, once per op signature."""
+    from edgecost.tflite_profile import OpTimes
+    from edgecost.graph.tflite_slice import op_signature
+    from edgecost.predictor.dataset import build_dataset
+
+    tfl = Target("local", "tflite", 1)
+    settings = CampaignSettings(seed=5, families=("conv", "nb201"), bench=FAST, kernel_share=0.5)
+    store = Store()
+    env = dict(os.environ, EDGECOST_AGENT_TEST_HOOKS="1")
+    with CrashOnSecondSlice(local_device(), env=env) as s:
+        r = run_campaign(s, tfl, store, budget_s=300, settings=settings, max_items=3)
+    assert (r.measured, r.failed) == (3, 0)  # a crashing slice costs that operator's time, not the model
+    rows = store.measurements(tfl)
+    sliced, missing = set(), 0
+    for row in rows:
+        kernels = store.model_graph(row.model_hash).kernels
+        prof = row.measurement.node_profile
+        assert {p["name"] for p in prof} <= {k.name for k in kernels}
+        assert all(p["median_us"] > 0 and p["source"] == "op-slice" for p in prof)
+        sliced |= {op_signature(k) for k in kernels}
+        missing += len(kernels) - len(prof)
+    assert missing >= 1  # the crashed slice's operator has no time
+    known = OpTimes.from_store(store, tfl).times_us
+    assert len(known) == len(sliced) - 1
+    # Resuming seeds the known times: no operator is timed twice.
+    with CrashOnSecondSlice(local_device(), env=env) as s:
+        before = CrashOnSecondSlice.slices
+        run_campaign(s, tfl, store, budget_s=300, max_items=1)
+    new = {op_signature(k) for row in store.measurements(tfl)[-1:]
+           for k in store.model_graph(row.model_hash).kernels}
+    assert CrashOnSecondSlice.slices - before <= len(new - set(known))
+    ds = build_dataset(store, tfl)
+    assert len(ds.models) == 4 and all(m.has_kernel_times for m in ds.models)

@@ -145,6 +145,43 @@ def test_measure_json_and_store(home, tiny_onnx, tmp_path):
     assert proc.returncode == 0 and out.read_text().count("\n") == 2
 
 
+def test_measure_tflite_op_profile(home, tmp_path):
+    """`--profile-runs` on a .tflite: every operator gets a time from its single-op slice."""
+    torch = pytest.importorskip("torch")
+    from edgecost import convert
+    from edgecost.graph import read_model
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
+
+        def forward(self, x):
+            y = torch.relu(self.a(x))
+            return y + self.b(y)
+
+    path = convert.to_tflite(Net(), (torch.randn(1, 3, 16, 16),), tmp_path / "net.tflite")
+    proc = run_cli("measure", str(path), "--num-runs", "5", "--min-secs", "0", "--profile-runs", "1", "--json",
+                   home=home)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    kernels = read_model(path).kernels
+    assert [p["name"] for p in rec["node_profile"]] == [k.name for k in kernels]
+    assert all(p["median_us"] > 0 and p["source"] == "op-slice" for p in rec["node_profile"])
+
+
+def test_profile_no_op_slices_keeps_whole_model_times_only(home):
+    pytest.importorskip("litert_torch")
+    from edgecost.records import Target
+    from edgecost.store import Store
+
+    proc = run_cli("profile", "--device", "local", "--runtime", "tflite", "--threads", "1", "--families", "conv",
+                   "--max-models", "1", "--no-op-slices", "--no-train", "--json", home=home, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    [row] = Store(home / "edgecost.sqlite").measurements(Target("local", "tflite", 1))
+    assert row.measurement.node_profile == ()
+
+
 def test_measure_input_shape_fixes_dynamic_dims(home, dynamic_onnx):
     proc = run_cli("measure", str(dynamic_onnx), "--input-shape", "x=3x4", "--num-runs", "5", "--min-secs", "0",
                    "--json", "--no-store", home=home)

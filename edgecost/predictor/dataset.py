@@ -2,8 +2,9 @@
 
 For each measured model: its end-to-end median (median of medians when measured more
 than once), the kernels the target's runtime executes (obtained on the host, see
-``edgecost.fusion``) and — for ONNX Runtime — the measured per-kernel times from the
-device's per-node profile, aligned with those kernels by node name.
+``edgecost.fusion``) and the measured per-kernel times, aligned with those kernels by
+node name: ONNX Runtime's per-node profile, or for LiteRT the times of the model's
+single-operator slices (``edgecost.graph.tflite_slice``, timed by the campaign).
 """
 
 from __future__ import annotations

@@ -4,14 +4,16 @@
 ``fit`` returns ``self``, learned state ends in ``_``.  It works on *executed* kernels (the
 runtime's view after fusion), given as ``KernelRecord`` lists:
 
-1. **Kernel model** — a per-category roofline baseline (``time ≈ FLOPs/F + bytes/B + o``,
-   fitted by non-negative least squares) times gradient-boosted trees on the kernel
+1. **Kernel model** — a per-category roofline baseline (``time ≈ FLOPs/F + bytes/B +
+   calls·d + o``, fitted by non-negative least squares; ``calls`` counts the rows a
+   softmax or layer norm walks and the matrices a batched matmul multiplies, whose fixed
+   cost each dominates when they are many and small) times gradient-boosted trees on the kernel
    features (``edgecost.features``) that learn the log ratio to it.  The baseline carries
    the scale, so a kernel larger than any measured one extrapolates with its FLOPs and
    bytes instead of saturating at the largest leaf.  Trained on measured per-kernel
-   times where the runtime reports them (ONNX Runtime's per-node profile); where it does
-   not (LiteRT runs the whole graph inside XNNPACK), per-kernel times are inferred from
-   whole-model times by backfitting: split each model's time over its kernels in
+   times where they were measured (ONNX Runtime's per-node profile; LiteRT's single-op
+   slices); where none were (a store of whole-model times only), per-kernel times are
+   inferred from whole-model times by backfitting: split each model's time over its kernels in
    proportion to the current predictions, refit, repeat.
 2. **End-to-end correction** — ``latency = a·Σkernels + b·n_kernels + c``, fitted on
    out-of-fold kernel sums to minimise relative error, so the sum matches measured
@@ -41,6 +43,12 @@ _I_FLOPS = FEATURE_NAMES.index("log2_flops")
 _I_READ = FEATURE_NAMES.index("log2_bytes_read")
 _I_WRITE = FEATURE_NAMES.index("log2_bytes_written")
 _I_CAT = FEATURE_NAMES.index(f"cat_{CATEGORIES[0]}")
+_I_OUT = FEATURE_NAMES.index("log2_out_elems")
+_I_LAST = FEATURE_NAMES.index("last_dim")
+_I_RANK = FEATURE_NAMES.index("out_rank")
+_I_MM_BATCH = FEATURE_NAMES.index("log2_mm_batch")
+_C_SOFTMAX, _C_NORM = CATEGORIES.index("softmax"), CATEGORIES.index("norm")
+_C_BATCHED = [CATEGORIES.index("matmul"), CATEGORIES.index("attention")]
 
 
 @dataclass
@@ -62,11 +70,22 @@ class TrainingModel:
 # -- the roofline baseline --------------------------------------------------------------
 
 
+def _calls(X: np.ndarray) -> np.ndarray:
+    """Rows of a softmax / token layer norm, matrices of a batched matmul; 0 for other kernels."""
+    cats = _categories_of(X)
+    calls = np.zeros(len(X))
+    rows = ((cats == _C_SOFTMAX) | ((cats == _C_NORM) & (X[:, _I_RANK] <= 3))) & (X[:, _I_LAST] > 0)
+    calls[rows] = (np.exp2(X[rows, _I_OUT]) - 1.0) / X[rows, _I_LAST]
+    batched = np.isin(cats, _C_BATCHED) & (X[:, _I_MM_BATCH] >= 0)
+    calls[batched] = np.exp2(X[batched, _I_MM_BATCH]) - 1.0
+    return calls
+
+
 def _work(X: np.ndarray) -> np.ndarray:
-    """Columns [GFLOP, MB moved, 1] of each kernel row."""
+    """Columns [GFLOP, MB moved, thousand calls, 1] of each kernel row."""
     flops = np.exp2(X[:, _I_FLOPS]) - 1.0
     moved = np.exp2(X[:, _I_READ]) - 1.0 + np.exp2(X[:, _I_WRITE]) - 1.0
-    return np.column_stack([flops / 1e9, moved / 1e6, np.ones(len(X))])
+    return np.column_stack([flops / 1e9, moved / 1e6, _calls(X) / 1e3, np.ones(len(X))])
 
 
 def _categories_of(X: np.ndarray) -> np.ndarray:
@@ -75,13 +94,13 @@ def _categories_of(X: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Baseline:
-    """µs ≈ a·GFLOP + b·MB + c per kernel category (all coefficients ≥ 0)."""
+    """µs ≈ a·GFLOP + b·MB + d·kcalls + c per kernel category (all coefficients ≥ 0)."""
 
-    coef: np.ndarray  # (n_categories, 3)
+    coef: np.ndarray  # (n_categories, 4)
 
     @classmethod
     def unit(cls) -> "Baseline":
-        return cls(np.tile([0.0, 0.0, 1.0], (len(CATEGORIES), 1)))
+        return cls(np.tile([0.0, 0.0, 0.0, 1.0], (len(CATEGORIES), 1)))
 
     @classmethod
     def fit(cls, X: np.ndarray, y_us: np.ndarray, min_rows: int = 12) -> "Baseline":
@@ -89,7 +108,7 @@ class Baseline:
         cats = _categories_of(X)
         shared = _nnls(W / y_us[:, None], np.ones(len(y_us)))
         if not np.any(shared > 0):
-            shared = np.array([0.0, 0.0, float(np.median(y_us))])
+            shared = np.array([0.0, 0.0, 0.0, float(np.median(y_us))])
         coef = np.tile(shared, (len(CATEGORIES), 1))
         for c in np.unique(cats):
             sel = cats == c
@@ -104,13 +123,15 @@ class Baseline:
         return np.maximum((_work(X) * c).sum(axis=1), _FLOOR_US)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"categories": list(CATEGORIES), "coef_us_per_gflop_mb_one": self.coef.tolist()}
+        return {"categories": list(CATEGORIES), "coef_us_per_gflop_mb_kcall_one": self.coef.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Baseline":
         if list(d["categories"]) != list(CATEGORIES):
             raise ValueError("the profile was trained on other kernel categories; retrain it")
-        return cls(np.asarray(d["coef_us_per_gflop_mb_one"], float))
+        if "coef_us_per_gflop_mb_kcall_one" not in d:
+            raise ValueError("the profile was trained with an older baseline; retrain it with `edgecost train`")
+        return cls(np.asarray(d["coef_us_per_gflop_mb_kcall_one"], float))
 
 
 @dataclass
@@ -218,7 +239,7 @@ class LatencyPredictor:
         budgets_us = [max(m.latency_ms - overhead_ms, m.latency_ms * 0.2) * 1000.0 for m in models]
         split = []
         for b, budget in zip(blocks, budgets_us):
-            w = _work(b) @ np.array([50.0, 0.2, 1.0])  # a first guess: 20 GFLOP/s, 5 GB/s, 1 µs a kernel
+            w = _work(b) @ np.array([50.0, 0.2, 1000.0, 1.0])  # first guess: 20 GFLOP/s, 5 GB/s, 1 µs a call/kernel
             split.append(w * (budget / w.sum()))
         X = np.vstack(blocks)
         km = None
@@ -297,10 +318,9 @@ class LatencyPredictor:
     def predict_many(self, kernel_lists: Sequence[Sequence[KernelRecord]]) -> np.ndarray:
         """Latency (ms) of many models in one vectorised pass."""
         sizes = np.array([len(k) for k in kernel_lists])
-        flat = [k for ks in kernel_lists for k in ks]
-        if not flat:
+        if not sizes.any():
             return _apply_calibration(self.calibration_, np.zeros(len(sizes)), sizes.astype(float))
-        X = feature_matrix(flat)
+        X = np.vstack([feature_matrix(ks) for ks in kernel_lists if ks])
         k_us = self.kernel_model_.predict_us(X)
         sums = np.zeros(len(sizes))
         np.add.at(sums, np.repeat(np.arange(len(sizes)), sizes), k_us)

@@ -52,19 +52,31 @@ class MatMulConstant(nn.Module):
 
 
 def build_matmul(params: Params, shape: Shape) -> nn.Module:
+    if params["rhs"] == "grouped":  # (B, G, M, K) @ (G, K, N): many small matrices, as in windowed attention
+        _, groups, _, k = shape
+        return MatMulConstant(torch.randn(groups, k, params["n"]) * k ** -0.5)
     batch, _, k = shape
     rhs_shape = (k, params["n"]) if params["rhs"] == "weight" else (batch, k, params["n"])
     return MatMulConstant(torch.randn(rhs_shape) * k ** -0.5)
 
 
 def matmul_kernel_flops(params: Params, shape: Shape) -> int:
+    if params["rhs"] == "grouped":
+        batch, groups, m, k = shape
+        return matmul_flops(batch * groups, m, k, params["n"])
     batch, m, k = shape
     return matmul_flops(batch, m, k, params["n"])
 
 
 def sample_matmul(rng: np.random.Generator, batch: int) -> tuple[Params, Shape]:
+    rhs = sampling.choice(rng, ["weight", "batched", "grouped"], p=[0.4, 0.3, 0.3])
+    if rhs == "grouped":
+        n, k = sampling.channels(rng, 4, 128), sampling.channels(rng, 4, 128)
+        groups = sampling.log_uniform_int(rng, 2, 1024)
+        while groups * k * n > MAX_CONSTANT_ELEMENTS:
+            groups //= 2
+        return {"n": n, "rhs": rhs}, (batch, groups, sampling.log_uniform_int(rng, 1, 64), k)
     n, k = sampling.channels(rng, 8, 2048), sampling.channels(rng, 8, 2048)
-    rhs = sampling.choice(rng, ["weight", "batched"])
     while n * k * (batch if rhs == "batched" else 1) > MAX_CONSTANT_ELEMENTS and n > 1:
         n //= 2
     return {"n": n, "rhs": rhs}, (batch, sampling.log_uniform_int(rng, 1, 1024), k)
@@ -92,7 +104,8 @@ FAMILIES = (
            sample_params=sample_linear, build_module=build_linear, flops=linear_flops,
            shrink=shrink_input),
     Family(name="matmul", kind="kernel",
-           description="(B, M≤1024, K) @ constant (K, N) or batched (B, K, N), K, N 8–2048",
+           description="(B, M≤1024, K) @ constant (K, N) or batched (B, K, N), K, N 8–2048; or"
+                       " (B, G≤1024, M≤64, K) @ (G, K, N): many small matrices",
            sample_params=sample_matmul, build_module=build_matmul, flops=matmul_kernel_flops,
            shrink=shrink_input),
     Family(name="attention", kind="kernel",

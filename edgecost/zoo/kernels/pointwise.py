@@ -3,7 +3,8 @@
 * ``elementwise``: x (op) constant, op add/sub/mul/div, the constant full-shape or
   broadcast over channels, over space/tokens, or a scalar; input (B, C, H, W) or (B, T, D).
 * ``activation``: relu, relu6, sigmoid, tanh, gelu, hardswish, hardsigmoid, silu, leaky_relu.
-* ``softmax`` over the last axis of (B, N), (B, T, T) or (B, H, T, T).
+* ``softmax`` over the last axis of (B, N), (B, T, T), (B, H, T, T) or many short rows
+  (B, G ≤ 2048, T ≤ 64, T) as windowed attention makes them.
 * ``layernorm`` over D of (B, T, D); ``batchnorm`` (inference) on (B, C, H, W).
 """
 
@@ -94,7 +95,10 @@ def build_softmax(params: Params, shape: Shape) -> nn.Module:
 
 
 def sample_softmax(rng: np.random.Generator, batch: int) -> tuple[Params, Shape]:
-    layout = sampling.choice(rng, ["logits", "scores", "head_scores"], p=[0.2, 0.3, 0.5])
+    layout = sampling.choice(rng, ["logits", "scores", "head_scores", "windows"], p=[0.2, 0.25, 0.35, 0.2])
+    if layout == "windows":  # many short rows: (B, windows x heads, T, T) with T ≤ 64
+        tokens = sampling.log_uniform_int(rng, 4, 64)
+        return {"layout": layout}, (batch, sampling.log_uniform_int(rng, 16, 2048), tokens, tokens)
     if layout == "logits":
         return {"layout": layout}, (batch, sampling.log_uniform_int(rng, 10, 32000))
     tokens = sampling.log_uniform_int(rng, 4, 1024)
@@ -133,7 +137,8 @@ FAMILIES = (
            sample_params=sample_activation, build_module=build_activation, flops=elements,
            shrink=shrink_input),
     Family(name="softmax", kind="kernel",
-           description="softmax over the last axis of logits (≤32000), (T, T) or (H, T, T) scores",
+           description="softmax over the last axis of logits (≤32000), (T, T), (H, T, T) or windowed"
+                       " (G≤2048, T≤64, T) scores",
            sample_params=sample_softmax, build_module=build_softmax, flops=elements, shrink=shrink_input),
     Family(name="layernorm", kind="kernel",
            description="LayerNorm over D of (B, T≤1024, D 32–1024)",

@@ -1,0 +1,64 @@
+"""Kernel features: op identity inside a category, the network flag, the baseline's call counts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecost.features import (
+    FEATURE_NAMES,
+    NETWORK_MIN_KERNELS,
+    feature_matrix,
+    kernel_features,
+    op_code,
+)
+from edgecost.graph.cost import cost_of
+from edgecost.predictor.model import _calls
+from edgecost.records import KernelRecord
+
+COL = {n: i for i, n in enumerate(FEATURE_NAMES)}
+
+
+def _k(op, ins, outs, domain="", **attrs):
+    k = KernelRecord(name=op, op_type=op, domain=domain, input_shapes=tuple(ins), output_shapes=tuple(outs),
+                     attrs=attrs)
+    c = cost_of(k)
+    return KernelRecord(name=op, op_type=op, domain=domain, input_shapes=tuple(ins), output_shapes=tuple(outs),
+                        attrs=attrs, flops=c.flops, macs=c.macs, bytes_read=c.bytes_read,
+                        bytes_written=c.bytes_written)
+
+
+def test_op_code_is_stable_and_tells_ops_of_one_category_apart():
+    # Stable across versions: a saved profile's trees split on these exact numbers.
+    assert op_code("Gelu") == 803902.0 and op_code("QuickGelu") == op_code("QuickGelu")
+    shape = [(1, 64, 28, 28)]
+    rows = {op: kernel_features(_k(op, shape, shape)) for op in ("Relu", "Gelu", "QuickGelu", "Sigmoid")}
+    assert len({r[COL["op_code"]] for r in rows.values()}) == 4
+    assert all(r[COL["cat_activation"]] == 1.0 for r in rows.values())
+
+
+def test_standalone_activation_names_its_function_like_a_fused_one():
+    shape = [(1, 64, 28, 28)]
+    fused = kernel_features(_k("Conv", [(1, 64, 28, 28), (64, 64, 1, 1)], shape, "com.microsoft.nchwc",
+                               activation="Sigmoid"))
+    alone = kernel_features(_k("Sigmoid", shape, shape))
+    tfl = kernel_features(_k("LOGISTIC", [(1, 28, 28, 64)], [(1, 28, 28, 64)], "tflite"))
+    assert fused[COL["activation"]] == alone[COL["activation"]] == tfl[COL["activation"]] == 4
+    assert kernel_features(_k("QuickGelu", shape, shape))[COL["activation"]] == 5  # x·sigmoid(x): SiLU
+    assert kernel_features(_k("Add", shape * 2, shape))[COL["activation"]] == 0
+
+
+def test_in_network_flag_separates_probes_from_networks():
+    k = _k("Relu", [(1, 8, 8, 8)], [(1, 8, 8, 8)])
+    probe = feature_matrix([k])
+    net = feature_matrix([k] * NETWORK_MIN_KERNELS)
+    assert probe[0, COL["in_network"]] == 0.0 and np.all(net[:, COL["in_network"]] == 1.0)
+    assert np.array_equal(np.delete(probe[0], COL["in_network"]), np.delete(net[0], COL["in_network"]))
+
+
+def test_calls_count_softmax_rows_and_batched_matrices():
+    softmax = _k("Softmax", [(785, 1, 12, 12)], [(785, 1, 12, 12)])
+    layernorm = _k("LayerNormalization", [(1, 197, 192), (192,)], [(1, 197, 192)])
+    batched = _k("MatMul", [(785, 1, 12, 16), (785, 1, 16, 12)], [(785, 1, 12, 12)])
+    conv = _k("Conv", [(1, 8, 8, 8), (8, 8, 3, 3)], [(1, 8, 8, 8)], kernel_shape=[3, 3])
+    c = _calls(feature_matrix([softmax, layernorm, batched, conv]))
+    np.testing.assert_allclose(c, [785 * 12, 197, 785, 0], rtol=1e-3)
