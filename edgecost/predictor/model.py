@@ -18,7 +18,9 @@ runtime's view after fusion), given as ``KernelRecord`` lists:
 2. **End-to-end correction** — ``latency = a·Σkernels + b·n_kernels + c``, fitted on
    out-of-fold kernel sums to minimise relative error, so the sum matches measured
    whole-model times (``b`` and ``c`` absorb per-kernel dispatch and per-run overheads,
-   and the profiler's own per-node overhead, which makes ``b`` negative).
+   and the profiler's own per-node overhead, which makes ``b`` negative).  Then a small
+   GBM on model-level features (size, kernel mix) corrects what the sum misses — kept
+   only if it lowers the out-of-fold error (on a few hundred models it can learn noise).
 3. **Interval** — split-conformal quantiles of the out-of-fold log-ratio
    measured/predicted give ``low_ms``/``high_ms`` at the requested coverage.
 """
@@ -284,8 +286,10 @@ class LatencyPredictor:
             for f in range(n_folds):
                 tr = fold_of != f
                 oof_corr[~tr] = _fit_correction(Z[tr], resid[tr], self.seed).predict(Z[~tr])
-            pred = pred * np.exp(oof_corr)
-            self.correction_ = _fit_correction(Z, resid, self.seed)
+            # Kept only where it helps out of fold: on a few hundred models it can learn noise.
+            if np.mean(np.abs(resid - oof_corr)) < np.mean(np.abs(resid)):
+                pred = pred * np.exp(oof_corr)
+                self.correction_ = _fit_correction(Z, resid, self.seed)
         log_ratio = np.log(y / pred)
         alpha = (1.0 - self.coverage) / 2.0
         self.interval_log_ = (float(np.quantile(log_ratio, alpha)), float(np.quantile(log_ratio, 1 - alpha)))

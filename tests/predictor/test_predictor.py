@@ -137,3 +137,38 @@ def test_api_predict_one_and_many(profiled, monkeypatch):
                 "kernels"):
         assert key in d
     assert d["energy_mj"] is None
+
+
+def _synthetic_models(rng, n: int, model_effect: bool):
+    """Conv nets with exact per-kernel times; the model's latency is their sum, times either a
+    model-level factor the kernels cannot see (deeper nets 40 % slower) or pure noise."""
+    from edgecost.graph.cost import cost_of
+    from edgecost.predictor.model import TrainingModel
+    from edgecost.records import KernelRecord
+
+    models = []
+    for i in range(n):
+        depth = int(rng.integers(16, 48))
+        kernels, times = [], []
+        for j in range(depth):
+            c, side = int(rng.choice([16, 32, 64])), int(rng.choice([8, 16, 32]))
+            k = KernelRecord(name=f"conv{j}", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 3, 3)),
+                             output_shapes=((1, c, side, side),), attrs={"kernel_shape": [3, 3], "group": 1})
+            cost = cost_of(k)
+            kernels.append(KernelRecord(**{**k.__dict__, "flops": cost.flops, "macs": cost.macs,
+                                           "bytes_read": cost.bytes_read, "bytes_written": cost.bytes_written}))
+            times.append(cost.flops / 2e4 + 2.0)  # 20 GFLOP/s + 2 µs
+        total_ms = sum(times) / 1000.0
+        factor = (1.4 if depth > 32 else 1.0) if model_effect else float(np.exp(rng.normal(0, 0.05)))
+        models.append(TrainingModel(key=f"m{i}", kernels=kernels, latency_ms=total_ms * factor,
+                                    kernel_times_us=times))
+    return models
+
+
+@pytest.mark.parametrize("model_effect", [True, False])
+def test_model_correction_is_kept_only_where_it_helps_out_of_fold(model_effect):
+    from edgecost.predictor.model import LatencyPredictor
+
+    models = _synthetic_models(np.random.default_rng(3), 120, model_effect)
+    p = LatencyPredictor(n_estimators=60, reconcile=False).fit(models)
+    assert (p.correction_ is not None) == model_effect
