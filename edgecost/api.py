@@ -225,7 +225,7 @@ def _tflite_op_profile(session, target, path: Path, graph) -> tuple[dict[str, An
     from .tflite_profile import OpTimes
 
     with tempfile.TemporaryDirectory(prefix="edgecost-slices-") as tmp:
-        return OpTimes().measure(session, target, path, graph, Path(tmp))
+        return OpTimes().measure(session, target, path, graph, Path(tmp))[0]
 
 
 # -- profile ----------------------------------------------------------------------

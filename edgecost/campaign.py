@@ -313,13 +313,13 @@ def _measure_item(session, target, store, spec, item, index, bench: BenchSetting
             shutil.copyfile(path, dest)
         kept = str(dest)
     store.put_model(graph, family=spec.family, spec=spec.to_dict(), artifact_path=kept)
-    slices_before = op_times.device_seconds if op_times is not None else 0.0
     node_profile: tuple[dict[str, Any], ...] = ()
+    slices_s = 0.0
     try:
         remote = session.stage_model(path)
         res = session.bench(remote, **bench_args(target, graph, bench))
         if op_times is not None:  # the model's per-operator times, while its file is at hand
-            node_profile = op_times.measure(session, target, path, graph, workdir)
+            node_profile, slices_s = op_times.measure(session, target, path, graph, workdir)
     except ConnectionLostError:
         raise  # the link is gone, not the model's fault: the caller reconnects and resumes
     except AgentError as exc:
@@ -334,10 +334,9 @@ def _measure_item(session, target, store, spec, item, index, bench: BenchSetting
     finally:
         path.unlink(missing_ok=True)
     m = measurement_from_result(res, graph.content_hash, target)
-    device_s = float(res.get("total_secs") or 0.0)
+    device_s = float(res.get("total_secs") or 0.0) + slices_s
     if op_times is not None:
         m = replace(m, node_profile=node_profile)
-        device_s += op_times.device_seconds - slices_before
     spent = time.monotonic() - t0
     if store.add_measurement(m, campaign_id=campaign_id, campaign_item=item,
                              seconds_spent=device_s or spent) is not None:

@@ -31,7 +31,6 @@ class OpTimes:
     def __init__(self, times_us: dict[str, float] | None = None):
         self.times_us: dict[str, float] = dict(times_us or {})
         self.failed: set[str] = set()
-        self.device_seconds = 0.0
 
     @classmethod
     def from_store(cls, store: Store, target: Target) -> OpTimes:
@@ -43,8 +42,8 @@ class OpTimes:
         return cls(times)
 
     def measure(self, session, target: Target, path: Path, graph, workdir: Path,
-                settings: BenchSettings = SLICE_BENCH) -> tuple[dict[str, Any], ...]:
-        """The model's per-node profile; times the operators not timed yet.
+                settings: BenchSettings = SLICE_BENCH) -> tuple[tuple[dict[str, Any], ...], float]:
+        """The model's per-node profile, and the device seconds spent timing the operators not timed yet.
 
         A slice the device rejects is skipped (the model keeps its other operators' times);
         a lost link propagates, and the item is measured again on resume.
@@ -53,11 +52,12 @@ class OpTimes:
         from .graph.tflite_slice import distinct_slices, op_profile
 
         kernels = list(graph.kernels)
+        device_s = 0.0
         try:
-            slices = list(distinct_slices(path.read_bytes(), kernels, skip=set(self.times_us) | self.failed))
+            slices = list(distinct_slices(path, kernels, skip=set(self.times_us) | self.failed))
         except Exception as exc:  # noqa: BLE001 - an unsliceable model still has its end-to-end time
             log.warning("cannot cut %s into op slices: %s", path.name, exc)
-            return ()
+            return (), device_s
         for sl in slices:
             sl_path = workdir / f"slice-{sl.signature}.tflite"
             sl_path.write_bytes(sl.content)
@@ -73,5 +73,5 @@ class OpTimes:
             finally:
                 sl_path.unlink(missing_ok=True)
             self.times_us[sl.signature] = float(res["stats"]["median_ms"]) * 1000.0
-            self.device_seconds += float(res.get("total_secs") or 0.0)
-        return op_profile(kernels, self.times_us)
+            device_s += float(res.get("total_secs") or 0.0)
+        return op_profile(kernels, self.times_us), device_s

@@ -12,7 +12,7 @@ from edgecost.features import (
     op_code,
 )
 from edgecost.graph.cost import cost_of
-from edgecost.predictor.model import _calls
+from edgecost.predictor.model import _calls, _categories_of
 from edgecost.records import KernelRecord
 
 COL = {n: i for i, n in enumerate(FEATURE_NAMES)}
@@ -60,5 +60,6 @@ def test_calls_count_softmax_rows_and_batched_matrices():
     layernorm = _k("LayerNormalization", [(1, 197, 192), (192,)], [(1, 197, 192)])
     batched = _k("MatMul", [(785, 1, 12, 16), (785, 1, 16, 12)], [(785, 1, 12, 12)])
     conv = _k("Conv", [(1, 8, 8, 8), (8, 8, 3, 3)], [(1, 8, 8, 8)], kernel_shape=[3, 3])
-    c = _calls(feature_matrix([softmax, layernorm, batched, conv]))
+    X = feature_matrix([softmax, layernorm, batched, conv])
+    c = _calls(X, _categories_of(X))
     np.testing.assert_allclose(c, [785 * 12, 197, 785, 0], rtol=1e-3)

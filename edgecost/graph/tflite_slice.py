@@ -20,6 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFileError
@@ -65,19 +66,10 @@ class TFLiteSlicer:
         if not self._model.subgraphs:
             raise ModelFileError("the .tflite model has no subgraph", "convert the model again")
         self._graph = self._model.subgraphs[0]
-        ops = {v: k for k, v in vars(sc.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
-        self._op_names = ops
 
     @property
     def n_ops(self) -> int:
         return len(self._graph.operators or [])
-
-    def op_type(self, i: int) -> str:
-        code = self._model.operatorCodes[self._graph.operators[i].opcodeIndex]
-        return self._op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
-
-    def can_slice(self, i: int) -> bool:
-        return self.op_type(i) not in _SUBGRAPH_OPS
 
     def _buffer(self, index: int):
         sc = self._sc
@@ -143,23 +135,26 @@ class TFLiteSlicer:
         return bytes(builder.Output())
 
 
-def distinct_slices(data: bytes, kernels: list[KernelRecord], skip: set[str] | frozenset = frozenset()
+def distinct_slices(data: bytes | Path, kernels: list[KernelRecord], skip: set[str] | frozenset = frozenset()
                     ) -> Iterator[OpSlice]:
     """One slice per distinct signature among ``kernels`` (the graph reader's view of ``data``).
 
-    Signatures in ``skip`` (already measured) are not cut.
+    Signatures in ``skip`` (already measured) are not cut; the model (a path is read) is only
+    unpacked when some signature is new.
     """
-    slicer = TFLiteSlicer(data)
-    seen = set(skip)
+    todo: dict[str, int] = {}
     for k in kernels:
         i = k.attrs.get("op_index")
-        if not isinstance(i, int) or i >= slicer.n_ops or not slicer.can_slice(i):
-            continue
-        sig = op_signature(k)
-        if sig in seen:
-            continue
-        seen.add(sig)
-        yield OpSlice(i, sig, slicer.slice(i))
+        if isinstance(i, int) and k.op_type not in _SUBGRAPH_OPS:
+            sig = op_signature(k)
+            if sig not in skip:
+                todo.setdefault(sig, i)
+    if not todo:
+        return
+    slicer = TFLiteSlicer(data.read_bytes() if isinstance(data, Path) else data)
+    for sig, i in todo.items():
+        if i < slicer.n_ops:
+            yield OpSlice(i, sig, slicer.slice(i))
 
 
 def op_profile(kernels: list[KernelRecord], times_us: dict[str, float]) -> tuple[dict[str, Any], ...]:

@@ -72,9 +72,8 @@ class TrainingModel:
 # -- the roofline baseline --------------------------------------------------------------
 
 
-def _calls(X: np.ndarray) -> np.ndarray:
+def _calls(X: np.ndarray, cats: np.ndarray) -> np.ndarray:
     """Rows of a softmax / token layer norm, matrices of a batched matmul; 0 for other kernels."""
-    cats = _categories_of(X)
     calls = np.zeros(len(X))
     rows = ((cats == _C_SOFTMAX) | ((cats == _C_NORM) & (X[:, _I_RANK] <= 3))) & (X[:, _I_LAST] > 0)
     calls[rows] = (np.exp2(X[rows, _I_OUT]) - 1.0) / X[rows, _I_LAST]
@@ -83,11 +82,12 @@ def _calls(X: np.ndarray) -> np.ndarray:
     return calls
 
 
-def _work(X: np.ndarray) -> np.ndarray:
-    """Columns [GFLOP, MB moved, thousand calls, 1] of each kernel row."""
+def _work(X: np.ndarray, cats: np.ndarray | None = None) -> np.ndarray:
+    """Columns [GFLOP, MB moved, thousand calls, 1] of each kernel row (``cats``: its categories, if known)."""
     flops = np.exp2(X[:, _I_FLOPS]) - 1.0
     moved = np.exp2(X[:, _I_READ]) - 1.0 + np.exp2(X[:, _I_WRITE]) - 1.0
-    return np.column_stack([flops / 1e9, moved / 1e6, _calls(X) / 1e3, np.ones(len(X))])
+    calls = _calls(X, _categories_of(X) if cats is None else cats)
+    return np.column_stack([flops / 1e9, moved / 1e6, calls / 1e3, np.ones(len(X))])
 
 
 def _categories_of(X: np.ndarray) -> np.ndarray:
@@ -106,8 +106,8 @@ class Baseline:
 
     @classmethod
     def fit(cls, X: np.ndarray, y_us: np.ndarray, min_rows: int = 12) -> "Baseline":
-        W = _work(X)
         cats = _categories_of(X)
+        W = _work(X, cats)
         shared = _nnls(W / y_us[:, None], np.ones(len(y_us)))
         if not np.any(shared > 0):
             shared = np.array([0.0, 0.0, 0.0, float(np.median(y_us))])
@@ -121,8 +121,8 @@ class Baseline:
         return cls(coef)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        c = self.coef[_categories_of(X)]
-        return np.maximum((_work(X) * c).sum(axis=1), _FLOOR_US)
+        cats = _categories_of(X)
+        return np.maximum((_work(X, cats) * self.coef[cats]).sum(axis=1), _FLOOR_US)
 
     def to_dict(self) -> dict[str, Any]:
         return {"categories": list(CATEGORIES), "coef_us_per_gflop_mb_kcall_one": self.coef.tolist()}
@@ -379,8 +379,8 @@ _N_MODEL_FEATURES = 8 + len(CATEGORIES)
 def _model_features(X: np.ndarray, k_us: np.ndarray) -> np.ndarray:
     """What the end-to-end correction sees of a model: size, shape of its time budget, mix of kernels."""
     total = float(k_us.sum())
-    work = _work(X)
     cats = _categories_of(X)
+    work = _work(X, cats)
     share = np.bincount(cats, weights=k_us, minlength=len(CATEGORIES)) / max(total, 1e-9)
     head = [
         math.log(max(total, 1e-3)),
