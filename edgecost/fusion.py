@@ -6,7 +6,12 @@
   each candidate level, how well the host's kernels match the kernels the device really
   ran (on the same machine and ORT version, ``all`` matches exactly; an ARM device, which
   has no NCHWc kernels, is matched best by ``extended``).
-* TFLite: a ``.tflite`` graph is already fused at conversion; its ops are the kernels.
+* TFLite: a ``.tflite`` graph is already fused at conversion; its ops are the kernels,
+  except what XNNPACK fuses when it builds its runtime: a zero ``PAD`` of the spatial
+  axes feeding a (depthwise) convolution becomes that convolution's implicit padding
+  (``xnnpack_kernels``).  litert-torch writes one such PAD before every stride-2
+  convolution whose padding is asymmetric in TFLite's terms; timed alone (as a slice) it
+  is a full copy of its input, inside the delegate it costs nothing.
 
 For training, ``kernels_from_profile`` turns the device's per-node profile (names, op
 types, shapes, times) plus its optimized node list (domains, attributes) into kernel
@@ -69,9 +74,47 @@ def executed_kernels(path: str | Path, graph: ModelGraph, spec: ExecutionSpec,
         if graph.format != "tflite":
             raise UsageError(f"{Path(path).name} is a {graph.format} model; a tflite target needs a .tflite file",
                              "convert it with litert-torch (edgecost.convert.to_tflite), or use --runtime onnxruntime")
-        return [k for k in graph.kernels if k.op_type != "DELEGATE"]
+        return xnnpack_kernels(graph.kernels)
     raise UsageError(f"predicting for runtime {spec.runtime!r} is not supported yet",
                      "use --runtime onnxruntime or --runtime tflite")
+
+
+_PAD_CONSUMERS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def xnnpack_kernels(kernels: Sequence[KernelRecord]) -> list[KernelRecord]:
+    """The ops of a ``.tflite`` graph as XNNPACK runs them: a zero PAD of H and W only, read by
+    one (depthwise) convolution and nothing else, is folded into it (the convolution keeps
+    its padded input shape, which is the work it does, and lists the PAD in ``covers``)."""
+    kernels = [k for k in kernels if k.op_type != "DELEGATE"]
+    readers: dict[str, list[int]] = {}
+    for i, k in enumerate(kernels):
+        for name in k.inputs:
+            readers.setdefault(name, []).append(i)
+    folded: dict[int, str] = {}  # consumer index -> PAD name
+    dropped: set[int] = set()
+    for i, k in enumerate(kernels):
+        if k.op_type != "PAD" or len(k.outputs) != 1 or not k.input_shapes or not k.output_shapes:
+            continue
+        x, y = k.input_shapes[0], k.output_shapes[0]
+        if len(x) != 4 or len(y) != 4 or x[0] != y[0] or x[3] != y[3]:
+            continue  # batch or channels padded: XNNPACK keeps the PAD
+        users = readers.get(k.outputs[0], [])
+        if len(users) != 1 or kernels[users[0]].op_type not in _PAD_CONSUMERS or users[0] in folded:
+            continue
+        c = kernels[users[0]]
+        if not c.inputs or c.inputs[0] != k.outputs[0]:
+            continue
+        folded[users[0]] = k.name
+        dropped.add(i)
+    out = []
+    for i, k in enumerate(kernels):
+        if i in dropped:
+            continue
+        if i in folded:
+            k = replace(k, attrs={**k.attrs, "covers": [*k.attrs.get("covers", []), folded[i]]})
+        out.append(k)
+    return out
 
 
 @functools.lru_cache(maxsize=1)

@@ -42,8 +42,10 @@ def test_standalone_activation_names_its_function_like_a_fused_one():
                                activation="Sigmoid"))
     alone = kernel_features(_k("Sigmoid", shape, shape))
     tfl = kernel_features(_k("LOGISTIC", [(1, 28, 28, 64)], [(1, 28, 28, 64)], "tflite"))
-    assert fused[COL["activation"]] == alone[COL["activation"]] == tfl[COL["activation"]] == 4
-    assert kernel_features(_k("QuickGelu", shape, shape))[COL["activation"]] == 5  # x·sigmoid(x): SiLU
+    assert fused[COL["activation"]] == alone[COL["activation"]] == tfl[COL["activation"]] == 6
+    assert kernel_features(_k("QuickGelu", shape, shape))[COL["activation"]] == 7  # x·sigmoid(x): SiLU
+    # Ordered so one split parts erf-based GELU (far slower a element) from the logistic family.
+    assert kernel_features(_k("Gelu", shape, shape))[COL["activation"]] == 9
     assert kernel_features(_k("Add", shape * 2, shape))[COL["activation"]] == 0
 
 
@@ -63,3 +65,26 @@ def test_calls_count_softmax_rows_and_batched_matrices():
     X = feature_matrix([softmax, layernorm, batched, conv])
     c = _calls(X, _categories_of(X))
     np.testing.assert_allclose(c, [785 * 12, 197, 785, 0], rtol=1e-3)
+
+
+def test_model_footprint_counts_weights_at_their_width_and_activations_once():
+    from edgecost.features import FOOTPRINT_LOG2_RANGE, model_footprint_log2
+
+    def conv(c, side, dtype="float32"):
+        k = _k("Conv", [(1, c, side, side), (c, c, 1, 1)], [(1, c, side, side)], kernel_shape=[1, 1], group=1)
+        return KernelRecord(**{**k.__dict__, "params": c * c, "dtype": dtype})
+
+    lo, hi = FOOTPRINT_LOG2_RANGE
+    net = [conv(512, 8)] * NETWORK_MIN_KERNELS  # 16 × (1 MiB of fp32 weights + 128 KiB written)
+    expected = np.log2(1 + NETWORK_MIN_KERNELS * (512 * 512 * 4 + 512 * 64 * 4))
+    assert lo < expected < hi
+    X = feature_matrix(net + [_k("Relu", [(1, 512, 8, 8)], [(1, 512, 8, 8)])])
+    expected = np.log2(1 + NETWORK_MIN_KERNELS * (512 * 512 * 4 + 512 * 64 * 4) + 512 * 64 * 4)
+    # The same value for every kernel that reads weights; "not applicable" for one that does not.
+    assert np.allclose(X[:-1, COL["log2_model_footprint_bytes"]], expected)
+    assert X[-1, COL["log2_model_footprint_bytes"]] == -1.0
+    int8 = [conv(512, 8, "int8")] * NETWORK_MIN_KERNELS  # a quarter of the weight bytes
+    assert model_footprint_log2(int8) == np.log2(1 + NETWORK_MIN_KERNELS * (512 * 512 + 512 * 64 * 4))
+    # Clipped to the span of last-level caches: a tiny probe and a huge network stay in range.
+    assert model_footprint_log2([_k("Relu", [(1, 8, 8, 8)], [(1, 8, 8, 8)])]) == lo
+    assert model_footprint_log2([conv(2048, 8)] * 64) == hi

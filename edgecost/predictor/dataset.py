@@ -18,8 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from ..fusion import (ORT_LEVELS, ExecutionSpec, align_times, executed_kernels, host_ort_version, kernels_from_profile,
-                      op_agreement)
+from ..fusion import (
+    ORT_LEVELS,
+    ExecutionSpec,
+    align_times,
+    executed_kernels,
+    host_ort_version,
+    kernels_from_profile,
+    op_agreement,
+    xnnpack_kernels,
+)
 from ..records import KernelRecord, ModelGraph, Target
 from ..store import Store
 from .model import TrainingModel
@@ -85,7 +93,7 @@ def _host_kernels(store: Store, src: _ArtifactSource, model_hash: str, graph: Mo
         cache[key] = list(stored.kernels)
         return cache[key]
     if spec.runtime == "tflite":
-        kernels = [k for k in graph.kernels if k.op_type != "DELEGATE"]
+        kernels = xnnpack_kernels(graph.kernels)
     else:
         path = src.path(model_hash)
         if path is None:
@@ -135,6 +143,9 @@ def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,
             if with_profile:
                 meas = with_profile[-1].measurement
                 profiled = kernels_from_profile(meas.node_profile, meas.optimized_nodes)
+                if spec.runtime == "tflite":  # a PAD the delegate folds into its convolution costs nothing
+                    folded = {n for k in kernels for n in k.attrs.get("covers", ())}
+                    profiled = [(k, t) for k, t in profiled if k.name not in folded]
                 aligned, share = align_times(kernels, profiled)
                 if share >= 0.9:
                     times = aligned

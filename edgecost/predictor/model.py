@@ -8,7 +8,9 @@ runtime's view after fusion), given as ``KernelRecord`` lists:
    calls·d + o``, fitted by non-negative least squares; ``calls`` counts the rows a
    softmax or layer norm walks and the matrices a batched matmul multiplies, whose fixed
    cost each dominates when they are many and small) times gradient-boosted trees on the kernel
-   features (``edgecost.features``) that learn the log ratio to it.  The baseline carries
+   features (``edgecost.features``) that learn the log ratio to it, constrained to grow
+   with the model's memory footprint (a kernel never gets faster because the network
+   around it touches more memory).  The baseline carries
    the scale, so a kernel larger than any measured one extrapolates with its FLOPs and
    bytes instead of saturating at the largest leaf.  Trained on measured per-kernel
    times where they were measured (ONNX Runtime's per-node profile; LiteRT's single-op
@@ -34,13 +36,15 @@ from typing import Any
 
 import numpy as np
 
-from ..features import FEATURE_NAMES, feature_matrix
+from ..features import FEATURE_NAMES, MONOTONE_INCREASING, feature_matrix
 from ..graph.categories import CATEGORIES
 from ..records import KernelRecord
 from .mlp import MLP
 from .trees import TreeEnsemble
 
 _FLOOR_US = 0.05  # times below the clock's useful resolution are floored
+# LightGBM's per-feature constraint: +1 where a kernel's time can only grow with the feature.
+_MONOTONE = [1 if name in MONOTONE_INCREASING else 0 for name in FEATURE_NAMES]
 _I_FLOPS = FEATURE_NAMES.index("log2_flops")
 _I_READ = FEATURE_NAMES.index("log2_bytes_read")
 _I_WRITE = FEATURE_NAMES.index("log2_bytes_written")
@@ -209,7 +213,8 @@ class LatencyPredictor:
         if self.regressor == "mlp":
             return KernelModel(MLP.fit(X, target, seed=self.seed), base)
         params = {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves, "max_depth": self.max_depth,
-                  "min_data_in_leaf": self.min_child_samples}
+                  "min_data_in_leaf": self.min_child_samples,
+                  "monotone_constraints": _MONOTONE, "monotone_constraints_method": "intermediate"}
         trees = TreeEnsemble.fit(X, target, n_estimators=self.n_estimators, params=params, seed=self.seed)
         return KernelModel(trees, base)
 
@@ -360,7 +365,7 @@ class LatencyPredictor:
         if d.get("kind") != "edgecost-latency-predictor-2":
             raise ValueError(f"unknown predictor kind {d.get('kind')!r}; retrain the profile with `edgecost train`")
         if list(d["feature_names"]) != list(FEATURE_NAMES):
-            raise ValueError("the profile was trained on a different feature set; retrain it with `edgecost train`")
+            raise ValueError("the profile was trained on a different feature set")
         self = cls(**{k: v for k, v in d["params"].items() if k in cls._PARAMS})
         self.kernel_model_ = KernelModel.from_dict(d["kernel_model"])
         self.calibration_ = dict(d["calibration"])

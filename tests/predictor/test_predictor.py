@@ -172,3 +172,35 @@ def test_model_correction_is_kept_only_where_it_helps_out_of_fold(model_effect):
     models = _synthetic_models(np.random.default_rng(3), 120, model_effect)
     p = LatencyPredictor(n_estimators=60, reconcile=False).fit(models)
     assert (p.correction_ is not None) == model_effect
+
+
+def test_kernel_time_never_falls_as_the_model_footprint_grows():
+    """The trees are constrained: a bigger network around a kernel never makes it faster,
+    even where noisy training times would let an unconstrained fit wiggle."""
+    from edgecost.features import FEATURE_NAMES, FOOTPRINT_LOG2_RANGE, feature_matrix
+    from edgecost.graph.cost import cost_of
+    from edgecost.predictor.model import LatencyPredictor, TrainingModel
+    from edgecost.records import KernelRecord
+
+    rng = np.random.default_rng(5)
+    models = []
+    for i in range(80):
+        c, side, depth = int(rng.choice([64, 128, 256, 512])), int(rng.choice([4, 8, 16])), int(rng.integers(16, 40))
+        k = KernelRecord(name="conv", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 1, 1)),
+                         output_shapes=((1, c, side, side),), attrs={"kernel_shape": [1, 1], "group": 1},
+                         params=c * c)
+        cost = cost_of(k)
+        k = KernelRecord(**{**k.__dict__, "flops": cost.flops, "macs": cost.macs, "bytes_read": cost.bytes_read,
+                            "bytes_written": cost.bytes_written})
+        big = depth * c * c * 4 > 2 ** 23  # weights past 8 MiB: 30 % slower, plus 15 % noise
+        times = [cost.flops / 2e4 * (1.3 if big else 1.0) * float(np.exp(rng.normal(0, 0.15))) + 1.0
+                 for _ in range(depth)]
+        models.append(TrainingModel(key=f"m{i}", kernels=[k] * depth, latency_ms=sum(times) / 1000,
+                                    kernel_times_us=times))
+    p = LatencyPredictor(n_estimators=80, reconcile=False, model_correction=False).fit(models)
+    row = feature_matrix(models[0].kernels)[:1]
+    grid = np.repeat(row, 60, axis=0)
+    grid[:, FEATURE_NAMES.index("log2_model_footprint_bytes")] = np.linspace(*FOOTPRINT_LOG2_RANGE, 60)
+    us = p.kernel_model_.predict_us(grid)
+    assert np.all(np.diff(us) >= -1e-9 * us[:-1])
+    assert us[-1] > 1.1 * us[0]  # and it did learn the effect
