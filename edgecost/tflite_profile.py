@@ -74,4 +74,13 @@ class OpTimes:
                 sl_path.unlink(missing_ok=True)
             self.times_us[sl.signature] = float(res["stats"]["median_ms"]) * 1000.0
             device_s += float(res.get("total_secs") or 0.0)
-        return op_profile(kernels, self.times_us), device_s
+        return _mark_folded(op_profile(kernels, self.times_us), kernels), device_s
+
+
+def _mark_folded(profile: tuple[dict[str, Any], ...], kernels: list) -> tuple[dict[str, Any], ...]:
+    """Name, on each PAD that XNNPACK folds into a convolution, that convolution: the PAD's
+    slice time is a copy the whole model never makes (``fusion.xnnpack_kernels``)."""
+    from .fusion import xnnpack_kernels
+
+    into = {pad: k.name for k in xnnpack_kernels(kernels) for pad in k.attrs.get("covers", ())}
+    return tuple({**p, "folded_into": into[p["name"]]} if p["name"] in into else p for p in profile)

@@ -155,10 +155,11 @@ def test_measure_tflite_op_profile(home, tmp_path):
         def __init__(self):
             super().__init__()
             self.a, self.b = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
+            self.down = torch.nn.Conv2d(8, 8, 3, 2, 1)  # litert-torch writes PAD + VALID conv
 
         def forward(self, x):
             y = torch.relu(self.a(x))
-            return y + self.b(y)
+            return self.down(y + self.b(y))
 
     path = convert.to_tflite(Net(), (torch.randn(1, 3, 16, 16),), tmp_path / "net.tflite")
     proc = run_cli("measure", str(path), "--num-runs", "5", "--min-secs", "0", "--profile-runs", "1", "--json",
@@ -168,6 +169,12 @@ def test_measure_tflite_op_profile(home, tmp_path):
     kernels = read_model(path).kernels
     assert [p["name"] for p in rec["node_profile"]] == [k.name for k in kernels]
     assert all(p["median_us"] > 0 and p["source"] == "op-slice" for p in rec["node_profile"])
+    # The PAD that XNNPACK folds into the stride-2 convolution says so: its slice is a copy the model never makes.
+    pad = next(p for p in rec["node_profile"] if p["op_type"] == "PAD")
+    pad_out = next(k for k in kernels if k.name == pad["name"]).outputs[0]
+    conv = next(k for k in kernels if k.inputs and k.inputs[0] == pad_out)
+    assert pad["folded_into"] == conv.name and conv.op_type == "CONV_2D"
+    assert sum("folded_into" in p for p in rec["node_profile"]) == 1
 
 
 def test_profile_no_op_slices_keeps_whole_model_times_only(home):
