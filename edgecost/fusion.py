@@ -91,8 +91,7 @@ def xnnpack_kernels(kernels: Sequence[KernelRecord]) -> list[KernelRecord]:
     for i, k in enumerate(kernels):
         for name in k.inputs:
             readers.setdefault(name, []).append(i)
-    folded: dict[int, str] = {}  # consumer index -> PAD name
-    dropped: set[int] = set()
+    pad_of: dict[int, int] = {}  # convolution index -> index of the PAD folded into it
     for i, k in enumerate(kernels):
         if k.op_type != "PAD" or len(k.outputs) != 1 or not k.input_shapes or not k.output_shapes:
             continue
@@ -100,19 +99,17 @@ def xnnpack_kernels(kernels: Sequence[KernelRecord]) -> list[KernelRecord]:
         if len(x) != 4 or len(y) != 4 or x[0] != y[0] or x[3] != y[3]:
             continue  # batch or channels padded: XNNPACK keeps the PAD
         users = readers.get(k.outputs[0], [])
-        if len(users) != 1 or kernels[users[0]].op_type not in _PAD_CONSUMERS or users[0] in folded:
+        if len(users) != 1 or kernels[users[0]].op_type not in _PAD_CONSUMERS:
             continue
-        c = kernels[users[0]]
-        if not c.inputs or c.inputs[0] != k.outputs[0]:
-            continue
-        folded[users[0]] = k.name
-        dropped.add(i)
+        if kernels[users[0]].inputs[0] == k.outputs[0]:  # the data input, not the weights
+            pad_of[users[0]] = i
+    dropped = set(pad_of.values())
     out = []
     for i, k in enumerate(kernels):
         if i in dropped:
             continue
-        if i in folded:
-            k = replace(k, attrs={**k.attrs, "covers": [*k.attrs.get("covers", []), folded[i]]})
+        if i in pad_of:
+            k = replace(k, attrs={**k.attrs, "covers": [*k.attrs.get("covers", []), kernels[pad_of[i]].name]})
         out.append(k)
     return out
 
