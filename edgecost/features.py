@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .graph._common import DTYPE_BITS
+from .graph._common import DTYPE_BITS, batch_transposed
 from .graph.categories import CATEGORIES, fused_activation, fused_sum, kernel_category
 from .records import KernelRecord
 
@@ -216,6 +216,7 @@ def _mnk(a_shape, b_shape, y_shape, attrs) -> tuple[float, float, float, float]:
     n = y_shape[-1]
     m = y_shape[-2] if len(y_shape) >= 2 else 1
     trans_a = int(attrs.get("transA", 0) or 0)
+    a_shape = batch_transposed(tuple(a_shape), int(attrs.get("transBatchA", 0) or 0))
     k = a_shape[-2] if trans_a and len(a_shape) >= 2 else a_shape[-1]
     batch = _numel(y_shape[:-2]) if len(y_shape) > 2 else 1
     return float(m), float(n), float(k), float(batch)

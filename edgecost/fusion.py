@@ -33,6 +33,10 @@ from .graph.cost import cost_of
 from .records import KernelRecord, ModelGraph
 
 ORT_LEVELS = ("all", "extended", "basic")
+#: Version of how the host derives executed kernels (shape inference, cost formulas, fusion
+#: rules).  Kernels derived and kept by an earlier version (the on-disk cache, the store's
+#: executed views) are rebuilt, not reused.  2: FusedMatMul shapes follow transBatchA/B.
+KERNELS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ def executed_kernels(path: str | Path, graph: ModelGraph, spec: ExecutionSpec,
 
         shapes = input_shapes or dict(graph.inputs)
         facts = {"runtime": "onnxruntime", "ort_level": spec.ort_level, "ort_version": host_ort_version(),
+                 "kernels_version": KERNELS_VERSION,
                  "machine": platform.machine(), "input_shapes": sorted((k, list(v)) for k, v in shapes.items())}
         return list(cached_kernels(graph.content_hash, facts, lambda: list(
             optimize_with_ort(path, level=spec.ort_level, input_shapes=shapes,

@@ -181,3 +181,23 @@ def test_tflite_campaign_times_each_distinct_operator_once(home):
     assert CrashOnSecondSlice.slices - before <= len(new - set(known))
     ds = build_dataset(store, tfl)
     assert len(ds.models) == 4 and all(m.has_kernel_times for m in ds.models)
+
+
+def test_kernels_derived_by_an_older_edgecost_are_rebuilt(home, monkeypatch):
+    """The store keeps each model's executed kernels; a newer derivation (KERNELS_VERSION) does not reuse them."""
+    from dataclasses import replace
+
+    from edgecost.predictor import dataset
+    from edgecost.records import ModelGraph
+
+    store = Store()
+    with LocalSession(local_device()) as s:
+        run_campaign(s, T, store, budget_s=120, settings=replace(SETTINGS, kernel_share=0.0), max_items=1)
+    fresh = dataset.build_dataset(store, T).models[0]
+    stale = [replace(k, attrs={**k.attrs, "derived_by": "an older edgecost"}) for k in fresh.kernels]
+    view = f"onnxruntime:all:{dataset.host_runtime_version('onnxruntime')}:k{dataset.KERNELS_VERSION}"
+    store.put_view(fresh.key, view, ModelGraph(content_hash=fresh.key, format="executed", kernels=tuple(stale),
+                                                 inputs={}, outputs={}))
+    assert dataset.build_dataset(store, T).models[0].kernels == stale  # this version's view is reused
+    monkeypatch.setattr(dataset, "KERNELS_VERSION", dataset.KERNELS_VERSION + 1)
+    assert dataset.build_dataset(store, T).models[0].kernels == fresh.kernels

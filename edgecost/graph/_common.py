@@ -55,6 +55,18 @@ def nbytes(shape: Shape, dtype: str) -> int:
     return (numel(shape) * bits + 7) // 8
 
 
+def batch_transposed(shape: Shape, flag: int) -> Shape:
+    """A FusedMatMul operand as ORT multiplies it when ``transBatchA``/``transBatchB`` is set.
+
+    The first axis moves to the row position, the batch axes shift left:
+    (d0, d1, .., d[r-2], d[r-1]) -> (d1, .., d[r-2], d0, d[r-1]).  ORT's attention fusion
+    sets it where a (T, B, H, hd) tensor is multiplied as (B, H, T, hd) without a Transpose.
+    """
+    if not flag or shape is None or len(shape) < 3:
+        return shape
+    return tuple(shape[1:-1]) + (shape[0], shape[-1])
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -66,5 +78,5 @@ AnnotatedGraph = ModelGraph
 
 __all__ = [
     "AnnotatedGraph", "DTYPE_BITS", "INDEX_DTYPES", "INT_DTYPES", "KernelRecord", "ONNX_DTYPES",
-    "SCHEMA_VERSION", "Shape", "known", "nbytes", "numel", "sha256_hex",
+    "SCHEMA_VERSION", "Shape", "batch_transposed", "known", "nbytes", "numel", "sha256_hex",
 ]

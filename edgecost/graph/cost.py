@@ -45,7 +45,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from ._common import KernelRecord, Shape, nbytes, numel
+from ._common import KernelRecord, Shape, batch_transposed, nbytes, numel
 
 TRANSCENDENTAL = 8
 SIGMOID = TRANSCENDENTAL + 2
@@ -182,7 +182,7 @@ def matmul_at(ai: int = 0, bias_i: Optional[int] = None, extra_per_out: int = 0,
     """MatMul-like: MACs = Πout · K (batched, broadcast)."""
 
     def f(k: _K) -> tuple[int, int]:
-        kk = _matmul_k(k.i(ai), int(k.a.get("transA", 0)))
+        kk = _matmul_k(batch_transposed(k.i(ai), int(k.a.get("transBatchA", 0))), int(k.a.get("transA", 0)))
         out = k.out0()
         other = out * extra_per_out
         if bias_i is not None and k.has(bias_i):

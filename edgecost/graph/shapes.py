@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from ._common import Shape
+from ._common import Shape, batch_transposed
 
 ValueFn = Callable[[int], Optional[np.ndarray]]
 
@@ -275,7 +275,9 @@ def matmul_at(ai: int, bi: int):
 
 
 def fused_matmul(a, s, v, n, env):
-    return [matmul_shape(s[0], s[1], int(a.get("transA", 0)), int(a.get("transB", 0)))]
+    lhs = batch_transposed(s[0], int(a.get("transBatchA", 0)))
+    rhs = batch_transposed(s[1], int(a.get("transBatchB", 0)))
+    return [matmul_shape(lhs, rhs, int(a.get("transA", 0)), int(a.get("transB", 0)))]
 
 
 def fused_gemm(a, s, v, n, env):

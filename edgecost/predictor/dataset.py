@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..fusion import (
+    KERNELS_VERSION,
     ORT_LEVELS,
     ExecutionSpec,
     align_times,
@@ -87,7 +88,7 @@ def _host_kernels(store: Store, src: _ArtifactSource, model_hash: str, graph: Mo
     key = (model_hash, spec.runtime, spec.ort_level)
     if key in cache:
         return cache[key]
-    view = f"{spec.runtime}:{spec.ort_level}:{spec.host_runtime_version}"
+    view = f"{spec.runtime}:{spec.ort_level}:{spec.host_runtime_version}:k{KERNELS_VERSION}"
     stored = store.view(model_hash, view)
     if stored is not None:
         cache[key] = list(stored.kernels)

@@ -5,7 +5,7 @@ with a numpy ``Generator``, :func:`build` makes the ``torch.nn.Module`` (eval mo
 from the spec's seed).  Same generator seed → same spec → same weights → same exported bytes.
 
 Families of kind ``"network"``: resnet, mobilenetv2, mobilenetv3, efficientnet, shufflenetv2,
-densenet, vgg, vit, nb201, fbnet.  Families of kind ``"kernel"`` build one op each: conv,
+densenet, vgg, vit, mixer, nb201, fbnet.  Families of kind ``"kernel"`` build one op each: conv,
 depthwise_conv, group_conv, linear, matmul, attention, elementwise, activation, softmax,
 layernorm, batchnorm, pool, resize, concat, transpose.
 """
@@ -18,12 +18,25 @@ import numpy as np
 from torch import nn
 
 from ..errors import UsageError
-from . import densenet, efficientnet, fbnet, kernels, mobilenetv2, mobilenetv3, nb201, resnet, shufflenet, vgg, vit
+from . import (
+    densenet,
+    efficientnet,
+    fbnet,
+    kernels,
+    mixer,
+    mobilenetv2,
+    mobilenetv3,
+    nb201,
+    resnet,
+    shufflenet,
+    vgg,
+    vit,
+)
 from .family import DEFAULT_MAX_FLOPS, Family
 from .spec import ModelSpec
 
 _NETWORKS = (resnet.FAMILY, mobilenetv2.FAMILY, mobilenetv3.FAMILY, efficientnet.FAMILY,
-             shufflenet.FAMILY, densenet.FAMILY, vgg.FAMILY, vit.FAMILY, nb201.FAMILY, fbnet.FAMILY)
+             shufflenet.FAMILY, densenet.FAMILY, vgg.FAMILY, vit.FAMILY, mixer.FAMILY, nb201.FAMILY, fbnet.FAMILY)
 
 FAMILIES: dict[str, Family] = {f.name: f for f in _NETWORKS + kernels.FAMILIES}
 

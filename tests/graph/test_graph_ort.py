@@ -250,3 +250,42 @@ def test_contrib_op_shapes_match_what_ort_computes(tmp_path):
     att = g.kernels[1]
     assert att.macs == 16 * 32 * 96 + 2 * 16 * 16 * 32  # QKV projection + scores + weighted sum
     assert g.kernels[7].macs == 16 * 64 * 32 and g.kernels[10].macs == 16 * 16 * 64
+
+
+def test_kernel_shapes_match_the_ort_profile_for_every_attention_layout(tmp_path, onnx_exporter):
+    """Every executed kernel's output shape is the one ORT's profiler reports for that node.
+
+    nn.MultiheadAttention exports (T, B, H, hd) tensors that ORT multiplies as (B, H, T, hd)
+    through FusedMatMul's transBatchA/transBatchB: a shape read without them put the
+    attention scores at (T, B, H, H) and their softmax 65x too small.
+    """
+    import json
+
+    import numpy as np
+
+    from edgecost.zoo.layers import ATTENTION_IMPLS, SelfAttention
+
+    tokens, dim, heads = 20, 48, 4
+    for impl in ATTENTION_IMPLS:
+        path = onnx_exporter(SelfAttention(dim, heads, impl).eval(), (1, tokens, dim), tmp_path / f"{impl}.onnx")
+        g = optimize_with_ort(path, "all")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = 1
+        so.enable_profiling = True
+        so.profile_file_prefix = str(tmp_path / impl)
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        sess.run(None, {sess.get_inputs()[0].name: np.zeros((1, tokens, dim), np.float32)})
+        events = json.loads(open(sess.end_profiling()).read())
+        profiled = {e["name"][: -len("_kernel_time")]: tuple(next(iter(e["args"]["output_type_shape"][0].values())))
+                    for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+                    and e["args"].get("output_type_shape")}
+        ours = {k.name: k.output_shapes[0] for k in g.kernels if k.name in profiled}
+        assert len(ours) >= 4, (impl, sorted(profiled))
+        assert ours == {n: profiled[n] for n in ours}, impl
+        fmm = [k for k in g.kernels if k.op_type == "FusedMatMul"]
+        if impl == "mha":
+            assert any(k.attrs.get("transBatchA") or k.attrs.get("transBatchB") for k in fmm)
+            scores = next(k for k in fmm if k.attrs.get("transBatchA"))
+            assert scores.output_shapes == ((1, heads, tokens, tokens),)
+            assert scores.macs == heads * tokens * tokens * (dim // heads)

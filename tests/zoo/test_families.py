@@ -239,7 +239,7 @@ def test_sample_mix_covers_all_families_evenly_and_reproducibly():
 
 def test_zoo_registry_kinds():
     assert set(zoo.network_families()) == {"resnet", "mobilenetv2", "mobilenetv3", "efficientnet",
-                                           "shufflenetv2", "densenet", "vgg", "vit", "nb201", "fbnet"}
+                                           "shufflenetv2", "densenet", "vgg", "vit", "mixer", "nb201", "fbnet"}
     assert {"conv", "depthwise_conv", "group_conv", "linear", "matmul", "attention", "elementwise",
             "activation", "softmax", "layernorm", "batchnorm", "pool", "resize", "concat",
             "transpose"} == set(zoo.kernel_families())
