@@ -267,6 +267,11 @@ class Store:
                                    (model_hash, view)).fetchone()
         return ModelGraph.from_dict(_unpack(row[0])) if row else None
 
+    def view_names(self, model_hash: str) -> list[str]:
+        """The names of the derived graphs kept for a model."""
+        rows = self._conn().execute("SELECT view FROM views WHERE hash=? ORDER BY view", (model_hash,)).fetchall()
+        return [r[0] for r in rows]
+
     @staticmethod
     def _model_from_row(row: sqlite3.Row) -> StoredModel:
         return StoredModel(

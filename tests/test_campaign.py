@@ -201,3 +201,10 @@ def test_kernels_derived_by_an_older_edgecost_are_rebuilt(home, monkeypatch):
     assert dataset.build_dataset(store, T).models[0].kernels == stale  # this version's view is reused
     monkeypatch.setattr(dataset, "KERNELS_VERSION", dataset.KERNELS_VERSION + 1)
     assert dataset.build_dataset(store, T).models[0].kernels == fresh.kernels
+    # A model whose file is gone keeps the newest older derivation rather than dropping out of training.
+    monkeypatch.setattr(dataset, "KERNELS_VERSION", dataset.KERNELS_VERSION + 1)
+    monkeypatch.setattr(dataset._ArtifactSource, "path", lambda self, model_hash: None)
+    assert dataset.build_dataset(store, T).models[0].kernels == fresh.kernels
+    store.put_view(fresh.key, view.rsplit(":k", 1)[0], ModelGraph(content_hash=fresh.key, format="executed",
+                                                                  kernels=tuple(stale), inputs={}, outputs={}))
+    assert dataset.build_dataset(store, T).models[0].kernels == fresh.kernels  # k-versioned beats unversioned

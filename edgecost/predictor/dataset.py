@@ -98,13 +98,27 @@ def _host_kernels(store: Store, src: _ArtifactSource, model_hash: str, graph: Mo
     else:
         path = src.path(model_hash)
         if path is None:
-            cache[key] = None
-            return None
+            # The file is gone: an older derivation of its kernels beats losing the model.
+            cache[key] = _older_view(store, model_hash, view)
+            return cache[key]
         kernels = executed_kernels(path, graph, spec)
         store.put_view(model_hash, view, ModelGraph(content_hash=model_hash, format="executed", kernels=tuple(kernels),
                                                     inputs=graph.inputs, outputs=graph.outputs))
     cache[key] = kernels
     return kernels
+
+
+def _older_view(store: Store, model_hash: str, view: str) -> list[KernelRecord] | None:
+    """The kernels an earlier KERNELS_VERSION derived for the same runtime, level and version, if kept."""
+    base = view.rsplit(":k", 1)[0]
+    older = {1 if v == base else int(v[len(base) + 2:]): v for v in store.view_names(model_hash)
+             if v == base or (v.startswith(base + ":k") and v[len(base) + 2:].isdigit())}
+    if not older:
+        return None
+    newest = older[max(older)]
+    log.info("model %s: file unavailable, using kernels derived by an older edgecost (%s)", model_hash[:12], newest)
+    stored = store.view(model_hash, newest)
+    return list(stored.kernels) if stored is not None else None
 
 
 def host_runtime_version(runtime: str) -> str:
