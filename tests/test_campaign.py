@@ -208,3 +208,24 @@ def test_kernels_derived_by_an_older_edgecost_are_rebuilt(home, monkeypatch):
     store.put_view(fresh.key, view.rsplit(":k", 1)[0], ModelGraph(content_hash=fresh.key, format="executed",
                                                                   kernels=tuple(stale), inputs={}, outputs={}))
     assert dataset.build_dataset(store, T).models[0].kernels == fresh.kernels  # k-versioned beats unversioned
+
+
+def test_compare_campaigns_reports_drift_of_models_measured_twice(tmp_path, monkeypatch):
+    """scripts/compare_campaigns.py: two stores of same-seed campaigns share models; their ratio is reported."""
+    import json as _json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compare_campaigns.py"
+    homes = [tmp_path / "a", tmp_path / "b"]
+    settings = CampaignSettings(seed=3, families=("conv", "nb201"), bench=FAST, kernel_share=0.5)
+    for home in homes:
+        monkeypatch.setenv("EDGECOST_HOME", str(home))
+        with LocalSession(local_device()) as s:
+            run_campaign(s, T, Store(), budget_s=120, settings=settings, max_items=2)
+    out = subprocess.run([sys.executable, str(script), *map(str, homes)], capture_output=True, text=True, check=True)
+    report = _json.loads(out.stdout)
+    assert report["(all)"]["n"] == 2 and report["(all)"]["median_ratio"] > 0
+    missing = subprocess.run([sys.executable, str(script), str(tmp_path / "none"), str(homes[1])],
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no store at")
+    assert "Traceback" not in missing.stderr
