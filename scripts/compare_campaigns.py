@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -22,18 +21,18 @@ from pathlib import Path
 
 def medians(home: Path, runtime: str, threads: int) -> dict[str, tuple[float, str, str]]:
     """model hash -> (median ms, family, kind) of the `local` target in the store under ``home``."""
-    os.environ["EDGECOST_HOME"] = str(home)
     from edgecost import zoo
     from edgecost.records import Target
     from edgecost.store import Store
 
-    store = Store()
+    store = Store(home / "edgecost.sqlite")
     by_model: dict[str, list[float]] = defaultdict(list)
     for r in store.measurements(Target("local", runtime, threads), status="ok"):
         by_model[r.model_hash].append(r.median_ms)
     out = {}
     for h, ms in by_model.items():
-        family = (store.model(h).family or "user") if store.model(h) else "user"
+        stored = store.model(h)
+        family = (stored.family if stored else "") or "user"
         kind = zoo.FAMILIES[family].kind if family in zoo.FAMILIES else "network"
         out[h] = (statistics.median(ms), family, kind)
     return out

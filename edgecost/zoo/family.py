@@ -127,6 +127,12 @@ def reset_parameters(module: nn.Module) -> None:
                     layer.bias.normal_(0.0, 0.02)
 
 
+def smaller_patch_side(patch: int, side: int) -> int:
+    """One shrink step of a patch-grid input side: × 0.8, in whole patches, never below
+    :func:`sampling.min_patches` patches (equal to ``side`` when it cannot shrink)."""
+    return max(patch * sampling.min_patches(patch), int(side * 0.8) // patch * patch)
+
+
 def shrink_resolution(multiple: int, minimum: int) -> ShrinkFn:
     """A shrink step for (B, C, H, W) inputs: H and W × 0.8, kept a multiple of ``multiple``."""
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import sampling
-from .family import Family, Params, Shape
+from .family import Family, Params, Shape, smaller_patch_side
 from .flops import conv_flops, matmul_flops
 from .layers import mlp_flops
 
@@ -95,10 +95,7 @@ def flops(params: Params, shape: Shape) -> int:
 
 def sample(rng: np.random.Generator, batch: int) -> tuple[Params, Shape]:
     patch = sampling.choice(rng, PATCHES, p=[0.2, 0.15, 0.45, 0.2])
-    if sampling.coin(rng, 0.5):
-        side = 224 // patch * patch
-    else:
-        side = patch * sampling.randint(rng, max(1, -(-32 // patch)), 224 // patch)
+    side = sampling.patch_side(rng, patch)
     tokens = (side // patch) ** 2
     dim = sampling.channels(rng, 64, 512)
     mixing = sampling.choice(rng, TOKEN_MIXING, p=[0.7, 0.3])
@@ -115,7 +112,7 @@ def shrink(params: Params, shape: Shape) -> tuple[Params, Shape] | None:
     if params["depth"] > 1:
         return dict(params, depth=params["depth"] - 1), shape
     patch, side = params["patch"], shape[2]
-    smaller = max(patch * max(1, -(-32 // patch)), int(side * 0.8) // patch * patch)
+    smaller = smaller_patch_side(patch, side)
     if smaller < side:
         if params["token_mixing"] == "mlp":
             tokens = (smaller // patch) ** 2

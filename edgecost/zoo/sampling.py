@@ -79,6 +79,19 @@ def resolution(rng: np.random.Generator, p_imagenet: float = 0.5, low: int = MIN
     return choice(rng, steps)
 
 
+def patch_side(rng: np.random.Generator, patch: int) -> int:
+    """An input side that is a whole number of ``patch``-sized patches: half the time the largest
+    such side up to 224, else between :func:`min_patches` and 224//patch patches, uniformly."""
+    if coin(rng, 0.5):
+        return IMAGENET_RESOLUTION // patch * patch
+    return patch * randint(rng, min_patches(patch), IMAGENET_RESOLUTION // patch)
+
+
+def min_patches(patch: int) -> int:
+    """The fewest patches per side a patch-grid input has: enough to span MIN_RESOLUTION pixels."""
+    return max(1, -(-MIN_RESOLUTION // patch))
+
+
 def seed(rng: np.random.Generator) -> int:
     """A weight seed for a spec."""
     return int(rng.integers(0, 2**31 - 1))

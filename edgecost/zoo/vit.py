@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import sampling
-from .family import Family, Params, Shape
+from .family import Family, Params, Shape, smaller_patch_side
 from .flops import conv_flops, matmul_flops
 from .layers import SelfAttention, mlp_flops, self_attention_flops
 
@@ -81,10 +81,7 @@ def flops(params: Params, shape: Shape) -> int:
 
 def sample(rng: np.random.Generator, batch: int) -> tuple[Params, Shape]:
     patch = sampling.choice(rng, PATCHES, p=[0.2, 0.15, 0.45, 0.2])
-    if sampling.coin(rng, 0.5):
-        side = 224 // patch * patch
-    else:
-        side = patch * sampling.randint(rng, max(1, -(-32 // patch)), 224 // patch)
+    side = sampling.patch_side(rng, patch)
     heads, head_dim = sampling.choice(rng, [(h, d) for h in HEADS for d in HEAD_DIMS
                                             if MIN_DIM <= h * d <= MAX_DIM])
     params = {"patch": patch, "embed_dim": heads * head_dim, "depth": sampling.randint(rng, 1, 12),
@@ -98,7 +95,7 @@ def sample(rng: np.random.Generator, batch: int) -> tuple[Params, Shape]:
 def shrink(params: Params, shape: Shape) -> tuple[Params, Shape] | None:
     """Fewer patches per side first, then fewer blocks."""
     patch, side = params["patch"], shape[2]
-    smaller = max(patch * max(1, -(-32 // patch)), int(side * 0.8) // patch * patch)
+    smaller = smaller_patch_side(patch, side)
     if smaller < side:
         return params, (shape[0], shape[1], smaller, smaller)
     if params["depth"] > 1:
