@@ -26,9 +26,7 @@ _MIN_FAMILY = 5
 
 def _fit_predict(train: list[TrainingModel], test: list[TrainingModel], params: dict[str, Any]):
     pred = LatencyPredictor(**params).fit(train)
-    ms = np.array([pred.predict_one(m.kernels)[0] for m in test])
-    lo = ms * np.exp(pred.interval_log_[0])
-    hi = ms * np.exp(pred.interval_log_[1])
+    ms, lo, hi = (np.array(col) for col in zip(*(pred.predict_one(m.kernels)[:3] for m in test)))
     return ms, lo, hi
 
 

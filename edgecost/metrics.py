@@ -79,6 +79,7 @@ def accuracy(measured_ms, predicted_ms, low_ms=None, high_ms=None) -> dict[str, 
         hi = np.asarray(high_ms, float)
         out["interval_coverage"] = float(np.mean((y >= lo) & (y <= hi)))
         out["interval_mean_width_pct"] = float(np.mean((hi - lo) / p) * 100.0)
+        out["interval_median_width_pct"] = float(np.median((hi - lo) / p) * 100.0)
     return out
 
 

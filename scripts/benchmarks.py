@@ -130,30 +130,33 @@ def score(models_train, models_test, params=None) -> dict[str, Any]:
 
     p = LatencyPredictor(**(params or {})).fit(models_train)
     y = np.array([m.latency_ms for m in models_test])
-    pr = np.array([p.predict_one(m.kernels)[0] for m in models_test])
-    lo = pr * np.exp(p.interval_log_[0])
-    hi = pr * np.exp(p.interval_log_[1])
-    return accuracy(y, pr, lo, hi), p, pr
+    pr, lo, hi = (np.array(col) for col in zip(*(p.predict_one(m.kernels)[:3] for m in models_test)))
+    return accuracy(y, pr, lo, hi), p, (pr, lo, hi)
 
 
 def split_metrics(models, kernels: set[str], seeds: int = 5, params=None) -> dict[str, Any]:
     from edgecost.metrics import mean_std
 
-    nets, alls = [], []
+    nets, alls, kern = [], [], []
     for seed in range(seeds):
         rng = np.random.default_rng(1000 + seed)
         order = rng.permutation(len(models))
         n_test = len(models) // 5
         test = [models[i] for i in order[:n_test]]
         train = [models[i] for i in order[n_test:]]
-        m_all, _, pr = score(train, test, dict(params or {}, seed=seed))
+        m_all, _, (pr, lo, hi) = score(train, test, dict(params or {}, seed=seed))
         alls.append(m_all)
         sel = [i for i, m in enumerate(test) if m.family not in kernels]
         from edgecost.metrics import accuracy
 
         y = np.array([test[i].latency_ms for i in sel])
-        nets.append(accuracy(y, pr[sel]))
-    return {"architectures": mean_std(nets), "all_items": mean_std(alls), "seeds": seeds}
+        nets.append(accuracy(y, pr[sel], lo[sel], hi[sel]))
+        probes = [i for i in range(len(test)) if i not in set(sel)]
+        if probes:
+            y = np.array([test[i].latency_ms for i in probes])
+            kern.append(accuracy(y, pr[probes], lo[probes], hi[probes]))
+    return {"architectures": mean_std(nets), "all_items": mean_std(alls),
+            "single_kernels": mean_std(kern) if kern else {}, "seeds": seeds}
 
 
 def op_slice_summary(models) -> dict[str, Any] | None:
@@ -198,7 +201,7 @@ def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str]) -> list[dic
         if len(train) < 20:
             continue
         device_min = max(tl[m.key][1] for m in train)
-        _, p, pr = score(train, test)
+        _, p, (pr, _, _) = score(train, test)
         sel = np.array([m.family not in kernels for m in test])
         y = np.array([m.latency_ms for m in test])
         a = accuracy(y[sel], pr[sel])
@@ -432,8 +435,16 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
                      f" {m['mape']:.1f} % | {m['rmspe']:.1f} % | {m['spearman']:.4f} | {m['kendall_tau']:.4f} |")
         L.append("")
         if "interval" in r:
-            L += [f"90 % prediction intervals hold {pct(r['interval']['coverage'])} of held-out measurements"
-                  f" (random split, all items; mean width {r['interval']['width_pct']:.0f} % of the prediction).", ""]
+            iv = r["interval"]
+            line = (f"90 % prediction intervals hold {pct(iv['coverage'])} of held-out measurements"
+                    f" (random split, all items; mean width {iv['width_pct']:.0f} % of the prediction)")
+            parts = [f"{label} {pct(iv[k]['coverage'])} (median width {iv[k]['median_width_pct']:.0f} %)"
+                     for k, label in (("architectures", "architectures"), ("single_kernels", "single-kernel probes"))
+                     if k in iv]
+            if parts:
+                line += ": " + ", ".join(parts) + ". The width is scaled per model (larger for small, dispatch-bound" \
+                        " networks), so it is not the same for every model"
+            L += [line + ".", ""]
         if fam:
             L += ["One family left out:", "", "| family | n | within ±10 % | within ±5 % | MAPE | interval coverage |",
                   "|---|---|---|---|---|---|"]
@@ -546,6 +557,11 @@ def main() -> None:
         m_all = r["random"]["all_items"]
         r["interval"] = {"coverage": m_all["interval_coverage"]["mean"],
                          "width_pct": m_all["interval_mean_width_pct"]["mean"]}
+        for part in ("architectures", "single_kernels"):
+            m = r["random"][part]
+            if m:
+                r["interval"][part] = {"coverage": m["interval_coverage"]["mean"],
+                                       "median_width_pct": m["interval_median_width_pct"]["mean"]}
         r["family_out"] = family_out(ds.models, kernels) if "family" not in skip else {}
         if "curve" not in skip:
             r["curve"] = curve(ds, timeline(home, target), kernels)
@@ -566,7 +582,7 @@ def main() -> None:
                 test = [ds.models[i] for i in order[: len(order) // 5]]
                 train = [ds.models[i] for i in order[len(order) // 5:]]
                 t0 = time.time()
-                _, _, pr = score(train, test, {"regressor": reg})
+                _, _, (pr, _, _) = score(train, test, {"regressor": reg})
                 fit_s = time.time() - t0
                 sel = [i for i, m in enumerate(test) if m.family not in kernels]
                 from edgecost.metrics import accuracy

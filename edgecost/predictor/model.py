@@ -23,8 +23,11 @@ runtime's view after fusion), given as ``KernelRecord`` lists:
    and the profiler's own per-node overhead, which makes ``b`` negative).  Then a small
    GBM on model-level features (size, kernel mix) corrects what the sum misses — kept
    only if it lowers the out-of-fold error (on a few hundred models it can learn noise).
-3. **Interval** — split-conformal quantiles of the out-of-fold log-ratio
-   measured/predicted give ``low_ms``/``high_ms`` at the requested coverage.
+3. **Interval** — scaled split-conformal: a ridge fit of log |out-of-fold error| on the
+   model's size and how dispatch-bound it is gives each model its expected spread, and
+   conformal quantiles of the out-of-fold log-ratio measured/predicted divided by that
+   spread give ``low_ms``/``high_ms`` at the requested coverage (narrow for a large
+   compute-bound network, wide for a tiny one whose time is mostly dispatch).
 """
 
 from __future__ import annotations
@@ -295,9 +298,20 @@ class LatencyPredictor:
             if np.mean(np.abs(resid - oof_corr)) < np.mean(np.abs(resid)):
                 pred = pred * np.exp(oof_corr)
                 self.correction_ = _fit_correction(Z, resid, self.seed)
+        # Interval: split-conformal on residuals scaled by each model's expected error size.
         log_ratio = np.log(y / pred)
-        alpha = (1.0 - self.coverage) / 2.0
-        self.interval_log_ = (float(np.quantile(log_ratio, alpha)), float(np.quantile(log_ratio, 1 - alpha)))
+        U = np.vstack([_spread_features(k) for k in oof_kernels])
+        oof_spread = np.ones(len(models))
+        if len(models) >= 40:
+            for f in range(n_folds):
+                tr = fold_of != f
+                oof_spread[~tr] = _spread(U[~tr], _fit_spread(U[tr], log_ratio[tr]))
+            self.spread_weights_ = _fit_spread(U, log_ratio)
+        else:  # too few models to learn where the predictor errs: one width for all
+            self.spread_weights_ = np.zeros(U.shape[1])
+        self.interval_scaled_ = _conformal_bounds(log_ratio / oof_spread, self.coverage)
+        self.oof_low_ms_ = pred * np.exp(self.interval_scaled_[0] * oof_spread)
+        self.oof_high_ms_ = pred * np.exp(self.interval_scaled_[1] * oof_spread)
         self.oof_predictions_ms_ = pred
         self.oof_keys_ = [m.key for m in models]
         self.kernel_model_ = self._fit_kernel_model(models, blocks)
@@ -320,9 +334,10 @@ class LatencyPredictor:
         ms = float(_apply_calibration(self.calibration_, np.array([raw_ms]), np.array([float(len(k_us))]))[0])
         if self.correction_ is not None and len(k_us):
             ms *= float(np.exp(self.correction_.predict(_model_features(X, k_us)[None, :])[0]))
-        lo, hi = self.interval_log_
+        spread = float(_spread(_spread_features(k_us)[None, :], self.spread_weights_)[0])
+        lo, hi = self.interval_scaled_
         per_kernel = k_us / 1000.0 * (ms / raw_ms) if raw_ms > 0 else k_us
-        return ms, ms * math.exp(lo), ms * math.exp(hi), per_kernel
+        return ms, ms * math.exp(lo * spread), ms * math.exp(hi * spread), per_kernel
 
     def predict_many(self, kernel_lists: Sequence[Sequence[KernelRecord]]) -> np.ndarray:
         """Latency (ms) of many models in one vectorised pass."""
@@ -354,7 +369,8 @@ class LatencyPredictor:
             "kernel_model": self.kernel_model_.to_dict(),
             "calibration": self.calibration_,
             "correction": self.correction_.to_dict() if self.correction_ is not None else None,
-            "interval_log": list(self.interval_log_),
+            "interval": {"kind": "scaled-split-conformal", "scaled_log_bounds": list(self.interval_scaled_),
+                         "spread_features": list(_SPREAD_FEATURES), "spread_weights": self.spread_weights_.tolist()},
             "n_models": self.n_models_,
             "n_kernels": self.n_kernels_,
             "kernel_times_measured": self.kernel_times_measured_,
@@ -370,7 +386,15 @@ class LatencyPredictor:
         self.kernel_model_ = KernelModel.from_dict(d["kernel_model"])
         self.calibration_ = dict(d["calibration"])
         self.correction_ = TreeEnsemble.from_dict(d["correction"]) if d.get("correction") else None
-        self.interval_log_ = tuple(d["interval_log"])
+        if "interval" in d:
+            iv = d["interval"]
+            if list(iv.get("spread_features", [])) != list(_SPREAD_FEATURES):
+                raise ValueError("the profile's interval was fitted on other features; retrain it with `edgecost train`")
+            self.interval_scaled_ = tuple(iv["scaled_log_bounds"])
+            self.spread_weights_ = np.asarray(iv["spread_weights"], float)
+        else:  # profiles saved before scaled intervals: one log-width for every model
+            self.interval_scaled_ = tuple(d["interval_log"])
+            self.spread_weights_ = np.zeros(len(_SPREAD_FEATURES))
         self.n_models_ = d["n_models"]
         self.n_kernels_ = d["n_kernels"]
         self.kernel_times_measured_ = d["kernel_times_measured"]
@@ -398,6 +422,45 @@ def _model_features(X: np.ndarray, k_us: np.ndarray) -> np.ndarray:
         float(np.max(k_us) / max(total, 1e-9)),
     ]
     return np.concatenate([head, share])
+
+
+_SPREAD_FEATURES = ("one", "log_kernel_sum_us", "log_n_kernels", "share_kernels_under_5us", "mean_log_kernel_us")
+_SPREAD_CLIP = 3.0  # the spread of any model stays within e^±3 of the training models' typical spread
+
+
+def _spread_features(k_us: np.ndarray) -> np.ndarray:
+    """What the interval's width depends on: size of the model and how dispatch-bound it is."""
+    if len(k_us) == 0:
+        return np.array([1.0, 0.0, 0.0, 1.0, 0.0])
+    k = np.maximum(k_us, 1e-3)
+    return np.array([1.0, math.log(max(float(k.sum()), 1e-3)), math.log(len(k)), float(np.mean(k < 5.0)),
+                     float(np.mean(np.log(k)))])
+
+
+def _fit_spread(U: np.ndarray, log_ratio: np.ndarray, ridge: float = 1.0) -> np.ndarray:
+    """Weights w with exp(U·w) ∝ the typical |log error| of a model (ridge on log |r|, intercept free)."""
+    target = np.log(np.abs(log_ratio) + 0.01)
+    penalty = np.full(U.shape[1], ridge)
+    penalty[0] = 0.0
+    w = np.linalg.solve(U.T @ U + np.diag(penalty), U.T @ target)
+    w[0] -= float(np.median(U @ w))  # centred: the spread of a typical training model is 1
+    return w
+
+
+def _spread(U: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return np.exp(np.clip(U @ w, -_SPREAD_CLIP, _SPREAD_CLIP))
+
+
+def _conformal_bounds(scores: np.ndarray, coverage: float) -> tuple[float, float]:
+    """Lower and upper split-conformal quantiles of the scores, with the finite-sample correction."""
+    s = np.sort(np.asarray(scores, float))
+    n = len(s)
+    if n == 0:
+        return 0.0, 0.0
+    alpha = (1.0 - coverage) / 2.0
+    k_lo = min(max(math.floor((n + 1) * alpha + 1e-9), 1), n)  # 1-based order statistics (1e-9: 0.1/2 is 0.04999…)
+    k_hi = min(max(math.ceil((n + 1) * (1.0 - alpha) - 1e-9), 1), n)
+    return float(s[k_lo - 1]), float(s[k_hi - 1])
 
 
 def _fit_correction(Z: np.ndarray, resid: np.ndarray, seed: int) -> TreeEnsemble:

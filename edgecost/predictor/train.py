@@ -31,9 +31,7 @@ def train_profile(store: Store, target: Target, **params) -> Profile:
     ds = build_dataset(store, target)
     predictor = fit_dataset(ds, **params)
     y = np.array([m.latency_ms for m in ds.models])
-    cv = accuracy(y, predictor.oof_predictions_ms_,
-                  predictor.oof_predictions_ms_ * np.exp(predictor.interval_log_[0]),
-                  predictor.oof_predictions_ms_ * np.exp(predictor.interval_log_[1]))
+    cv = accuracy(y, predictor.oof_predictions_ms_, predictor.oof_low_ms_, predictor.oof_high_ms_)
     card = new_card(
         target,
         device_facts=store.device_facts(target.device) or {},
