@@ -247,8 +247,12 @@ def profile(
     on_event: Callable[..., None] | None = None,
     stop: threading.Event | None = None,
     max_reconnects: int = 8,
+    prefetch: bool | None = None,
 ):
     """Run (or resume) a profiling campaign on a device, then train its profile.
+
+    ``prefetch``: export the next model on the host while the device measures the current
+    one (None: only when the device is another machine, see ``campaign.run_campaign``).
 
     A dropped link (SSH) reconnects with exponential backoff and resumes the campaign;
     nothing measured is lost or measured twice.  Host-key and authentication errors are
@@ -286,7 +290,7 @@ def profile(
             r = run_campaign(session, target, st, budget_s=max(0.0, deadline - time.monotonic()),
                              settings=settings, new=new and total is None and attempts == 0,
                              max_items=None if max_items is None else max(0, max_items - done),
-                             on_event=track, stop=stop)
+                             on_event=track, stop=stop, prefetch=prefetch)
             total = _merge(total, r)
             break
         except (HostKeyError, AuthError):

@@ -11,12 +11,14 @@ failed item and the campaign goes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -189,6 +191,36 @@ class AdaptiveWeights:
         return weights
 
 
+def _prepare(spec, runtime: str, out_dir: Path):
+    """Host work for one item: the model file and its graph (no store, no device)."""
+    from .graph import read_model
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = _export(spec, runtime, out_dir)
+    graph = read_model(path)
+    return path, replace(graph, source=f"zoo:{spec.family}:{spec.spec_id}")
+
+
+class _Prefetcher:
+    """Prepares the next item on the host (export, graph) while the device measures this one.
+
+    One worker thread, so at most one export runs beside a measurement; each item gets its
+    own directory.  Worth it when the device is another machine: a campaign then takes
+    max(host, device) time per item instead of their sum.
+    """
+
+    def __init__(self, runtime: str, workdir: Path):
+        self.runtime, self.workdir = runtime, workdir
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgecost-prepare")
+
+    def submit(self, index: int, spec) -> Future:
+        return self._pool.submit(_prepare, spec, self.runtime, self.workdir / f"item-{index}")
+
+    def close(self) -> None:
+        # Waits for an export already running (its files go with the work dir), drops queued ones.
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _export(spec, runtime: str, out_dir: Path) -> Path:
     """The zoo model as the runtime's file. The fast TorchScript exporter first, dynamo if it cannot.
 
@@ -217,12 +249,16 @@ def run_campaign(
     max_items: int | None = None,
     on_event: Callable[[CampaignEvent], None] | None = None,
     stop: threading.Event | None = None,
+    prefetch: bool | None = None,
 ) -> CampaignResult:
     """Measure generated models on ``target`` until ``budget_s`` seconds have passed.
 
     Resumes the target's latest campaign unless ``new`` is set or none exists.
     ``stop`` (set from another thread, e.g. on Ctrl-C) ends the campaign after the
-    current item; everything measured so far is already stored.
+    current item; everything measured so far is already stored.  ``prefetch`` exports
+    the next model on the host while the device measures the current one; by default
+    (None) only when the device is another machine (``session.measures_on_host_cpu`` is
+    false), because on the host itself the export would compete with the measurement.
     """
     emit = on_event or (lambda e: None)
     start = time.monotonic()
@@ -256,9 +292,23 @@ def run_campaign(
     workdir = Path(tempfile.mkdtemp(prefix="edgecost-campaign-"))
     artifacts = paths.artifacts_dir()
     artifacts.mkdir(parents=True, exist_ok=True)
+    if prefetch is None:
+        prefetch = not getattr(session, "measures_on_host_cpu", False)
+    prefetcher = _Prefetcher(target.runtime, workdir) if prefetch else None
+
+    def new_items() -> Iterator[tuple[int, Any, str]]:
+        for index, spec in stream.specs_from(first_new):
+            item = f"{index}:{spec.spec_id}"
+            if item in done:
+                result.skipped_already_done += 1
+                continue
+            yield index, spec, item
+
+    items = new_items()
+    ahead: list[tuple[int, Any, str, Future]] = []  # the next item, already being prepared
     status = "paused"
     try:
-        for index, spec in stream.specs_from(first_new):
+        while True:
             if stop is not None and stop.is_set():
                 result.stopped_because = "stopped"
                 status = "interrupted"
@@ -269,11 +319,19 @@ def run_campaign(
             if max_items is not None and result.measured + result.failed >= max_items:
                 result.stopped_because = "item limit reached"
                 break
-            item = f"{index}:{spec.spec_id}"
-            if item in done:
-                result.skipped_already_done += 1
-                continue
-            _measure_item(session, target, store, spec, item, index, settings.bench, workdir, artifacts,
+            if ahead:
+                index, spec, item, future = ahead.pop()
+            else:
+                index, spec, item = next(items)
+                future = prefetcher.submit(index, spec) if prefetcher is not None else None
+            if prefetcher is not None:
+                if max_items is None or result.measured + result.failed + 1 < max_items:
+                    following = next(items)
+                    ahead.append((*following, prefetcher.submit(following[0], following[1])))
+                prepare = future.result
+            else:
+                prepare = lambda spec=spec, index=index: _prepare(spec, target.runtime, workdir / f"item-{index}")
+            _measure_item(session, target, store, spec, item, prepare, settings.bench, workdir, artifacts,
                           campaign_id, result, emit, start, budget_s, op_times)
             if adaptive is not None and adaptive.maybe_refit(store.count_measurements(target)):
                 top = sorted(stream.weights.items(), key=lambda kv: -kv[1])[:3]
@@ -284,19 +342,20 @@ def run_campaign(
         result.stopped_because = "interrupted"
         raise
     finally:
+        if prefetcher is not None:
+            prefetcher.close()
         store.set_campaign_status(campaign_id, status)
         result.elapsed_s = time.monotonic() - start
         shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 
-def _measure_item(session, target, store, spec, item, index, bench: BenchSettings, workdir, artifacts,
-                  campaign_id, result, emit, start, budget_s, op_times: OpTimes | None = None) -> None:
-    from .graph import read_model
-
+def _measure_item(session, target, store, spec, item, prepare: Callable[[], tuple[Path, Any]], bench: BenchSettings,
+                  workdir, artifacts, campaign_id, result, emit, start, budget_s,
+                  op_times: OpTimes | None = None) -> None:
     t0 = time.monotonic()
     try:
-        path = _export(spec, target.runtime, workdir)
+        path, graph = prepare()
     except ConversionError as exc:
         # A generator/converter problem on the host, not the device: record and go on.
         log.warning("item %s: conversion failed: %s", item, exc)
@@ -304,8 +363,6 @@ def _measure_item(session, target, store, spec, item, index, bench: BenchSetting
                            done_ok=result.measured, done_failed=result.failed,
                            elapsed_s=time.monotonic() - start, budget_s=budget_s))
         return
-    graph = read_model(path)
-    graph = replace(graph, source=f"zoo:{spec.family}:{spec.spec_id}")
     kept = None
     if path.stat().st_size <= KEEP_ARTIFACT_MAX_BYTES:
         dest = artifacts / f"{graph.content_hash}{path.suffix}"
@@ -333,6 +390,8 @@ def _measure_item(session, target, store, spec, item, index, bench: BenchSetting
         return
     finally:
         path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # the item's own directory, now empty
     m = measurement_from_result(res, graph.content_hash, target)
     device_s = float(res.get("total_secs") or 0.0) + slices_s
     if op_times is not None:

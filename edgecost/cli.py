@@ -225,9 +225,13 @@ def _print_measurement(con, path, meas) -> None:
 @click.option("--no-op-slices", is_flag=True,
               help="LiteRT: do not time each distinct operator as a single-op model (more models measured, "
                    "a less accurate profile: per-kernel times are then inferred from whole-model times).")
+@click.option("--prefetch/--no-prefetch", default=None,
+              help="Export the next model on the host while the device measures the current one. "
+                   "Default: on for SSH devices, off for `local` (there the export would share the CPU "
+                   "with the measurement).")
 @click.option("--json", "as_json", is_flag=True, help="Print the campaign summary as JSON.")
 def profile(device, devices, runtime, threads, precision, batch, budget_minutes, seed, families, strategy, new,
-            max_models, no_train, no_op_slices, as_json):
+            max_models, no_train, no_op_slices, prefetch, as_json):
     """Measure generated models on a device until the budget is spent, then fit its profile.
 
     Interrupt with Ctrl-C at any time: what was measured is stored, and running the
@@ -249,7 +253,7 @@ def profile(device, devices, runtime, threads, precision, batch, budget_minutes,
 
     results = run_profiles(names, dict(runtime=runtime, threads=threads, precision=precision, batch=batch),
                            budget_minutes=budget_minutes, settings=settings, new=new, max_items=max_models,
-                           train=not no_train, as_json=as_json)
+                           train=not no_train, as_json=as_json, prefetch=prefetch)
     if as_json:
         for r in results:
             _print_json(r)

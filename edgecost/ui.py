@@ -21,6 +21,7 @@ def run_profiles(
     new: bool,
     max_items: int | None,
     train: bool,
+    prefetch: bool | None = None,
     as_json: bool,
 ) -> list[dict[str, Any]]:
     """Profile each device in its own thread, sharing one store; returns one summary per device.
@@ -65,7 +66,8 @@ def run_profiles(
 
         try:
             r = api.profile(name, **target_kwargs, budget_minutes=budget_minutes, settings=settings, new=new,
-                            max_items=max_items, train=train, store=store, on_event=on_event, stop=stop)
+                            max_items=max_items, train=train, store=store, on_event=on_event, stop=stop,
+                            prefetch=prefetch)
             summary = r.to_dict() if r is not None else {}
             summary["device"] = name
             camp = store.campaign(r.campaign_id) if r is not None else None

@@ -524,8 +524,12 @@ def main() -> None:
     if args.merge and args.results.exists():
         previous = json.loads(args.results.read_text())
         redone = args.targets.split(",")
-        note = (f"Targets {', '.join(redone)} re-run on {results['date']} with `python scripts/benchmarks.py --merge "
-                f"--targets {args.targets}`; the others are from {previous.get('date')}.")
+        how = ("re-scored on their stored campaigns (no new campaign; realistic models and noise floor re-measured)"
+               if args.reuse else "re-run")
+        reuse = " --reuse" if args.reuse else ""
+        others = [t for t in previous.get("targets", {}) if t not in redone]
+        note = (f"Targets {', '.join(redone)} {how} on {results['date']} with `python scripts/benchmarks.py --merge{reuse} "
+                f"--targets {args.targets}`" + (f"; {', '.join(others)} from {previous.get('date')}." if others else "."))
         results = {**previous, "targets": dict(previous.get("targets", {})),
                    "notes": [n for n in previous.get("notes", []) if "--merge" not in n] + [note]}
     if "agreement" not in skip:

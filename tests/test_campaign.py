@@ -125,6 +125,74 @@ def test_killed_campaign_loses_nothing_and_resumes(home):
     assert len(items) == len(set(items))
 
 
+class TimedBenches(LocalSession):
+    """Records when each bench ran, to see what the host did meanwhile."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.spans: list[tuple[float, float]] = []
+
+    def bench(self, device_model_path, **args):
+        t0 = time.monotonic()
+        try:
+            return super().bench(device_model_path, **args)
+        finally:
+            self.spans.append((t0, time.monotonic()))
+
+
+def test_prefetched_exports_overlap_the_device_and_measure_the_same_items(home, monkeypatch):
+    """With prefetch, item i+1 is exported on the host while the device measures item i: the
+    campaign stores the same items and models as a serial one, and a conversion that fails
+    in the worker is reported and skipped like a serial one."""
+    import edgecost.campaign as campaign
+    from edgecost.errors import ConversionError
+
+    prepared: list[tuple[float, float, int]] = []
+    real_prepare = campaign._prepare
+    failing = {}
+
+    def prepare(spec, runtime, out_dir):
+        t0 = time.monotonic()
+        if spec.spec_id == failing.get("spec_id"):
+            raise ConversionError("simulated converter failure")
+        try:
+            return real_prepare(spec, runtime, out_dir)
+        finally:
+            prepared.append((t0, time.monotonic(), threading.get_ident()))
+
+    monkeypatch.setattr(campaign, "_prepare", prepare)
+    serial_store = Store(home / "serial.sqlite")
+    with LocalSession(local_device()) as s:
+        serial = run_campaign(s, T, serial_store, budget_s=120, settings=SETTINGS, max_items=5)
+    assert {t for *_, t in prepared} == {threading.get_ident()}  # LocalSession: no prefetch by default
+    prepared.clear()
+    ahead_store = Store(home / "ahead.sqlite")
+    with TimedBenches(local_device()) as s:
+        ahead = run_campaign(s, T, ahead_store, budget_s=120, settings=SETTINGS, max_items=5, prefetch=True)
+    assert (serial.measured, ahead.measured) == (5, 5)
+
+    def stored(st):
+        return sorted((m.campaign_item, m.model_hash) for m in st.measurements(T))
+
+    assert stored(serial_store) == stored(ahead_store)
+    assert all(t != threading.get_ident() for *_, t in prepared)
+    assert len(prepared) == 5  # nothing prepared past the item limit
+    overlaps = [(a, b) for a, b, _ in prepared for c, d in s.spans if a < d and c < b]
+    assert overlaps, "no export ran while the device measured"
+    assert not any(p.name.startswith("edgecost-prepare") for p in threading.enumerate())
+
+    # A conversion failure inside the worker: reported, not stored, the campaign goes on.
+    events = []
+    third = campaign.ItemStream(SETTINGS, 1).spec(2)
+    failing["spec_id"] = third.spec_id
+    with LocalSession(local_device()) as s:
+        r = run_campaign(s, T, Store(home / "failing.sqlite"), budget_s=120, settings=SETTINGS, max_items=4,
+                         prefetch=True, on_event=events.append)
+    assert r.measured == 4
+    assert [e.item for e in events if e.kind == "failed"] == [f"2:{third.spec_id}"]
+    assert "simulated converter failure" in [e for e in events if e.kind == "failed"][0].message
+
+
 def test_unknown_family_is_a_usage_error(home):
     from edgecost.errors import UsageError
 

@@ -108,6 +108,8 @@ class AgentSession(ABC):
     heartbeat_secs = 0.0
     #: After this many seconds without a line from the agent, ``_check_link`` runs (None: never).
     silence_check_s: float | None = None
+    #: True where the agent measures on the host's own CPU: host work beside a measurement disturbs it.
+    measures_on_host_cpu = False
 
     def __init__(self, device, *, python: str | None = None):
         self.device = device

@@ -19,6 +19,8 @@ from .base import AgentSession
 class LocalSession(AgentSession):
     """Runs ``edgecost_agent.py serve`` on this machine with this Python (or ``python``)."""
 
+    measures_on_host_cpu = True
+
     def __init__(self, device, *, python: str | None = None, workdir: str | Path | None = None,
                  agent_file: str | Path | None = None, env: dict[str, str] | None = None):
         # The host's interpreter has the runtimes edgecost installed; an inventory
