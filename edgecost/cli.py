@@ -275,11 +275,24 @@ def train(device, runtime, threads, precision, batch, as_json):
     """Fit the target's profile from the measurements in the store."""
     from . import api
 
+    from .predictor.profile import Profile
+
     path = api.train(device, runtime=runtime, threads=threads, precision=precision, batch=batch)
+    card = Profile.load(path).card
+    consistency = card.get("measurement_consistency")
     if as_json:
-        _print_json({"profile": str(path)})
-    else:
-        _console().print(f"profile saved: {path}")
+        _print_json({"profile": str(path), "accuracy": card.get("accuracy"), "measurement_consistency": consistency})
+        return
+    con = _console()
+    con.print(f"profile saved: {path}")
+    acc = card.get("accuracy") or {}
+    if "within_10pct" in acc:
+        con.print(f"  cross-validated: {acc['within_10pct'] * 100:.1f} % of {acc['n']} models within ±10 %")
+    if consistency:
+        con.print(f"  measurement consistency: per-kernel times explain {consistency['within_10pct'] * 100:.1f} % of "
+                  f"{consistency['n_networks']} networks' latencies within ±10 %")
+        if consistency.get("warning"):
+            con.print(f"  [yellow]warning:[/yellow] {consistency['warning']}")
 
 
 @cli.command()

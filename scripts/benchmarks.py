@@ -326,49 +326,10 @@ def cli_cold(name: str, home: Path, model: Path, repeats: int = 5) -> dict[str, 
 
 
 def kernel_sum_reference(models, kernels: set[str], folds: int = 5) -> dict[str, Any] | None:
-    """How well the *measured* per-kernel times of a network explain its measured latency.
+    """Per-kernel times against latency (``edgecost.evaluate.kernel_time_consistency``)."""
+    from edgecost.evaluate import kernel_time_consistency
 
-    For every architecture with per-kernel times (ORT's per-node profile, LiteRT's op
-    slices): latency ≈ Σ_category (a_c · measured time of its kernels + b_c · their count)
-    + c, fitted to least absolute relative error over the other folds: how often, knowing a
-    held-out network's own kernel times exactly, their sum lands within ±10 % of its latency.
-    A reference for what per-kernel training data can explain, not a bound on the predictor
-    (which also learns from whole-model times).
-    """
-    from edgecost.features import CATEGORIES, feature_matrix
-    from edgecost.metrics import accuracy
-
-    n_cat = len(CATEGORIES)
-    first = feature_matrix([]).shape[1] - n_cat  # the one-hot category columns close each row
-    rows, y = [], []
-    for m in models:
-        if m.family in kernels or not m.has_kernel_times:
-            continue
-        X = feature_matrix(m.kernels)
-        cats = np.argmax(X[:, first:], axis=1)
-        t = np.array([np.nan if v is None else v for v in m.kernel_times_us], float) / 1000.0
-        ok = ~np.isnan(t)
-        rows.append(np.concatenate([np.bincount(cats[ok], weights=t[ok], minlength=n_cat),
-                                    np.bincount(cats[ok], minlength=n_cat), [1.0]]))
-        y.append(m.latency_ms)
-    if len(y) < 5 * folds:
-        return None
-    A, y = np.array(rows), np.array(y)
-    fold = np.random.default_rng(0).permutation(len(y)) % folds
-
-    def cv(Z):
-        pred = np.zeros(len(y))
-        for f in range(folds):
-            tr = fold != f
-            W, w = Z[tr] / y[tr, None], np.ones(int(tr.sum()))
-            for _ in range(30):  # least absolute relative error (IRLS), as the predictor's own calibration
-                coef, *_ = np.linalg.lstsq(W * np.sqrt(w)[:, None], np.sqrt(w), rcond=None)
-                w = 1.0 / np.maximum(np.abs(W @ coef - 1.0), 1e-3)
-            pred[~tr] = Z[~tr] @ coef
-        return {**accuracy(y, pred), "median_ape": float(np.median(np.abs(pred / y - 1.0)) * 100.0)}
-
-    total = np.column_stack([A[:, :n_cat].sum(1), A[:, n_cat:2 * n_cat].sum(1), A[:, -1]])
-    return {**cv(A), "folds": folds, "one_scale": cv(total)}
+    return kernel_time_consistency(models, kernels, folds)
 
 
 def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40) -> dict[str, Any]:

@@ -65,6 +65,11 @@ def main() -> None:
         f"- cross-validated accuracy (5-fold over the training models, all items): {100 * acc['within_10pct']:.1f} %"
         f" within ±10 %, {100 * acc['within_5pct']:.1f} % within ±5 %, MAPE {acc['mape']:.1f} %, Spearman"
         f" {acc['spearman']:.4f}; 90 % interval coverage {100 * acc.get('interval_coverage', float('nan')):.1f} %",
+        *([f"- measurement consistency: the measured per-kernel times explain"
+           f" {100 * profile.card['measurement_consistency']['within_10pct']:.1f} % of"
+           f" {profile.card['measurement_consistency']['n_networks']} networks' latencies within ±10 %"
+           " (how much the campaign's own measurements agree; `edgecost.evaluate.kernel_time_consistency`)"]
+          if profile.card.get("measurement_consistency") else []),
         f"- file: `{path.name}` (JSON, gzip; no pickle)",
         "",
     ])

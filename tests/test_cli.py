@@ -226,3 +226,18 @@ def test_measure_torchscript_model(home, tmp_path):
     assert proc.returncode == 0, proc.stderr
     rec = json.loads(proc.stdout)
     assert rec["runtime"] == "torch" and rec["n"] >= 3
+
+
+def test_train_reports_cross_validated_accuracy_and_measurement_consistency(profiled, tmp_path):
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(profiled.home, home)  # the fixture's own profile stays as other tests expect it
+    proc = run_cli("train", "--json", home=home, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert Path(out["profile"]).is_file() and out["profile"].startswith(str(home))
+    assert 0.0 <= out["accuracy"]["within_10pct"] <= 1.0 and out["accuracy"]["n"] >= 40
+    assert "measurement_consistency" in out  # null below 25 networks with kernel times
+    text = run_cli("train", home=home, timeout=600)
+    assert text.returncode == 0 and "profile saved" in text.stdout and "cross-validated" in text.stdout

@@ -34,6 +34,7 @@ def test_evaluate_protocols_and_plot(profiled, monkeypatch, tmp_path):
                                  "kendall_tau", "interval_coverage"}
     assert report["family"]["families"], "at least one network family left out"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "consistency" in report  # None here: too few networks for a 5-fold fit
     text = format_report(report)
     assert "random 80/20" in text and "left out" in text
 
@@ -42,3 +43,40 @@ def test_evaluate_needs_data(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGECOST_HOME", str(tmp_path))
     with pytest.raises(NoProfileError):
         evaluate_target(Target("local"), store=Store())
+
+
+def _nets(rng, n: int, noise: float):
+    """Networks whose unprofiled latency is a linear map of their profiled kernel times
+    (convolutions at 0.8x, 2 µs less a kernel, 30 µs a run), times log-normal noise."""
+    from edgecost.predictor.model import TrainingModel
+    from edgecost.records import KernelRecord
+
+    out = []
+    for i in range(n):
+        kernels, times = [], []
+        for j in range(int(rng.integers(5, 30))):
+            op = "Conv" if j % 3 else "Relu"
+            c = int(rng.choice([8, 16, 32]))
+            kernels.append(KernelRecord(name=f"k{j}", op_type=op, input_shapes=((1, c, 8, 8),),
+                                        output_shapes=((1, c, 8, 8),),
+                                        attrs={"kernel_shape": [1, 1]} if op == "Conv" else {}))
+            times.append(float(rng.uniform(5, 200)))
+        latency_us = sum(0.8 * t - 2.0 for t in times) + 30.0
+        out.append(TrainingModel(key=f"m{i}", kernels=kernels, kernel_times_us=times, family="net",
+                                 latency_ms=latency_us / 1000.0 * float(np.exp(rng.normal(0, noise)))))
+    return out
+
+
+def test_measurement_consistency_tells_a_quiet_campaign_from_a_noisy_one():
+    from edgecost.evaluate import consistency_warning, kernel_time_consistency
+
+    quiet = kernel_time_consistency(_nets(np.random.default_rng(0), 120, 0.0), kernel_families=set())
+    assert quiet["within_10pct"] == 1.0 and quiet["median_ape"] < 0.5 and quiet["n"] == 120
+    assert consistency_warning(quiet) is None
+    noisy = kernel_time_consistency(_nets(np.random.default_rng(0), 120, 0.15), kernel_families=set())
+    assert 0.3 < noisy["within_10pct"] < 0.8
+    warning = consistency_warning(noisy)
+    assert warning and "idle" in warning and f"{noisy['within_10pct'] * 100:.0f} %" in warning
+    assert kernel_time_consistency(_nets(np.random.default_rng(0), 12, 0.0), kernel_families=set()) is None
+    probes = _nets(np.random.default_rng(0), 120, 0.0)
+    assert kernel_time_consistency(probes, kernel_families={"net"}) is None  # single-kernel probes are not networks

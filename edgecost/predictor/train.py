@@ -46,10 +46,26 @@ def train_profile(store: Store, target: Target, **params) -> Profile:
             "skipped": ds.skipped,
         },
         accuracy={"protocol": f"{predictor.folds}-fold cross-validation over the training models", **cv},
+        measurement_consistency=_consistency(ds),
         execution=ds.execution.to_dict(),
         calibration=predictor.calibration_,
     )
     return Profile(card=card, execution=ds.execution, predictor=predictor)
+
+
+def _consistency(ds: TargetDataset) -> dict | None:
+    from ..evaluate import consistency_warning, kernel_time_consistency
+
+    c = kernel_time_consistency(ds.models)
+    if c is None:
+        return None
+    out = {"what": "share of networks whose measured per-kernel times, mapped per kernel category, land within "
+                   "±10 % of their measured latency (5-fold)",
+           "n_networks": c["n"], "within_10pct": c["within_10pct"], "within_5pct": c["within_5pct"]}
+    warning = consistency_warning(c)
+    if warning:
+        out["warning"] = warning
+    return out
 
 
 def train_and_save(store: Store, target: Target, path: str | Path | None = None, **params) -> Path:
