@@ -74,6 +74,8 @@ def run_profiles(
             if camp:
                 summary["campaign_total_ok"] = camp["measured_ok"]
                 summary["campaign_total_failed"] = camp["measured_failed"]
+            if train and r is not None:
+                summary["measurement_consistency"] = _consistency_of_saved_profile(name, target_kwargs)
             results[name] = summary
         except EdgecostError as exc:
             results[name] = {"device": name, "error": str(exc), "error_kind": type(exc).__name__}
@@ -109,6 +111,24 @@ def run_profiles(
                     f"{r['device']}: campaign {r['campaign_id']}: {r['measured']} measured, {r['failed']} failed in"
                     f" {r['elapsed_s'] / 60:.1f} min ({r.get('campaign_total_ok', r['measured'])} in the campaign;"
                     f" {r['stopped_because'] or 'done'})")
+                warning = (r.get("measurement_consistency") or {}).get("warning")
+                if warning:
+                    console.print(f"[yellow]{r['device']}: warning: {warning}[/yellow]")
     if interrupted:
         raise KeyboardInterrupt
     return out
+
+
+def _consistency_of_saved_profile(device: str, target_kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The measurement consistency on the card of the profile the campaign just trained."""
+    from . import api
+    from .predictor.profile import Profile
+    from .predictor.registry import user_profile_path
+
+    _, target = api.resolve_target(device, **target_kwargs)
+    path = user_profile_path(target)
+    try:
+        return Profile.load(path).card.get("measurement_consistency") if path.is_file() else None
+    except EdgecostError:
+        return None
+

@@ -241,3 +241,13 @@ def test_train_reports_cross_validated_accuracy_and_measurement_consistency(prof
     assert "measurement_consistency" in out  # null below 25 networks with kernel times
     text = run_cli("train", home=home, timeout=600)
     assert text.returncode == 0 and "profile saved" in text.stdout and "cross-validated" in text.stdout
+
+
+def test_profile_with_training_reports_the_profiles_measurement_consistency(home):
+    proc = run_cli("profile", "--device", "local", "--families", "conv,linear", "--strategy", "random",
+                   "--max-models", "6", "--json", home=home, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    [summary] = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert summary["measured"] == 6
+    assert "measurement_consistency" in summary  # null: a 6-model campaign has too few networks to tell
+    assert list((home / "profiles").glob("local__onnxruntime__t1__fp32__b1.profile.json.gz"))
