@@ -89,17 +89,17 @@ def kernel_time_consistency(models: list[TrainingModel], kernel_families: set[st
     same code: 88 %, 83 %, 74 % here; 89.5 %, 76 %, 65 % within ±10 % on a random split).
     None when fewer than ``5·folds`` networks have per-kernel times.
     """
-    from .features import CATEGORIES, feature_matrix
+    from .graph.categories import CATEGORIES, kernel_category
+    from .predictor.model import fit_least_relative_error
 
     kernel_families = kernel_families if kernel_families is not None else _kernel_families()
     n_cat = len(CATEGORIES)
-    first = feature_matrix([]).shape[1] - n_cat  # the one-hot category columns close each row
+    index = {c: i for i, c in enumerate(CATEGORIES)}
     rows, y = [], []
     for m in models:
         if m.family in kernel_families or not m.has_kernel_times or m.latency_ms <= 0:
             continue
-        X = feature_matrix(m.kernels)
-        cats = np.argmax(X[:, first:], axis=1)
+        cats = np.array([index[kernel_category(k)] for k in m.kernels], dtype=int)
         t = np.array([np.nan if v is None else v for v in m.kernel_times_us], float) / 1000.0
         ok = ~np.isnan(t)
         rows.append(np.concatenate([np.bincount(cats[ok], weights=t[ok], minlength=n_cat),
@@ -114,11 +114,8 @@ def kernel_time_consistency(models: list[TrainingModel], kernel_families: set[st
         pred = np.zeros(len(y_ms))
         for f in range(folds):
             tr = fold != f
-            W, w = Z[tr] / y_ms[tr, None], np.ones(int(tr.sum()))
-            for _ in range(30):  # least absolute relative error (IRLS), as the predictor's own calibration
-                coef, *_ = np.linalg.lstsq(W * np.sqrt(w)[:, None], np.sqrt(w), rcond=None)
-                w = 1.0 / np.maximum(np.abs(W @ coef - 1.0), 1e-3)
-            pred[~tr] = Z[~tr] @ coef
+            # least absolute relative error, as the predictor's own end-to-end calibration
+            pred[~tr] = Z[~tr] @ fit_least_relative_error(Z[tr], y_ms[tr])
         return {**accuracy(y_ms, pred), "median_ape": float(np.median(np.abs(pred / y_ms - 1.0)) * 100.0)}
 
     total = np.column_stack([A[:, :n_cat].sum(1), A[:, n_cat:2 * n_cat].sum(1), A[:, -1]])

@@ -151,7 +151,8 @@ def split_metrics(models, kernels: set[str], seeds: int = 5, params=None) -> dic
 
         y = np.array([test[i].latency_ms for i in sel])
         nets.append(accuracy(y, pr[sel], lo[sel], hi[sel]))
-        probes = [i for i in range(len(test)) if i not in set(sel)]
+        networks = set(sel)
+        probes = [i for i in range(len(test)) if i not in networks]
         if probes:
             y = np.array([test[i].latency_ms for i in probes])
             kern.append(accuracy(y, pr[probes], lo[probes], hi[probes]))
@@ -323,13 +324,6 @@ def cli_cold(name: str, home: Path, model: Path, repeats: int = 5) -> dict[str, 
                        env=env, check=True, capture_output=True)
         times.append(time.perf_counter() - t0)
     return {"median_s": statistics.median(times), "max_s": max(times)}
-
-
-def kernel_sum_reference(models, kernels: set[str], folds: int = 5) -> dict[str, Any] | None:
-    """Per-kernel times against latency (``edgecost.evaluate.kernel_time_consistency``)."""
-    from edgecost.evaluate import kernel_time_consistency
-
-    return kernel_time_consistency(models, kernels, folds)
 
 
 def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40) -> dict[str, Any]:
@@ -530,6 +524,8 @@ def main() -> None:
     ap.add_argument("--refresh-speed", action="store_true",
                     help="Only re-time prediction speed on the campaigns in --work; update --results and --out.")
     args = ap.parse_args()
+    from edgecost.evaluate import kernel_time_consistency
+
     if args.refresh_speed:
         refresh_speed(args)
         return
@@ -537,7 +533,7 @@ def main() -> None:
         results = json.loads(args.results.read_text())
         kernels = kernel_family_names()
         for name, r in results["targets"].items():
-            r["kernel_sum_reference"] = kernel_sum_reference(dataset(name, args.work / name)[0].models, kernels)
+            r["kernel_sum_reference"] = kernel_time_consistency(dataset(name, args.work / name)[0].models, kernels)
             log(name, "per-kernel times against latency", r["kernel_sum_reference"] and round(r["kernel_sum_reference"]["within_10pct"], 3))
         args.results.write_text(json.dumps(results, indent=1, default=float))
         write_markdown(results, args.out)
@@ -625,7 +621,7 @@ def main() -> None:
                 log(name, reg, round(a["within_10pct"], 3), round(fit_s), "s")
         if TARGETS[name]["runtime"] == "onnxruntime" and "noise" not in skip:
             r["noise"] = noise_floor(name, home, ds, kernels)
-        r["kernel_sum_reference"] = kernel_sum_reference(ds.models, kernels)
+        r["kernel_sum_reference"] = kernel_time_consistency(ds.models, kernels)
         results["targets"][name] = r
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=1, default=float))

@@ -506,6 +506,18 @@ def _overhead_guess(models: list[TrainingModel]) -> float:
     return 0.5 * float(np.median(small)) if small else 0.0
 
 
+def fit_least_relative_error(Z: np.ndarray, y: np.ndarray, iterations: int = 30) -> np.ndarray:
+    """Coefficients of y ≈ Z·coef minimising Σ |Z·coef / y − 1| (iteratively reweighted least squares)."""
+    A = Z / y[:, None]
+    w = np.ones(len(y))
+    coef = np.zeros(Z.shape[1])
+    for _ in range(iterations):
+        sw = np.sqrt(w)[:, None]
+        coef, *_ = np.linalg.lstsq(A * sw, sw[:, 0], rcond=None)
+        w = 1.0 / np.maximum(np.abs(A @ coef - 1.0), 1e-3)
+    return coef
+
+
 def _fit_calibration(kernel_sum_ms: np.ndarray, n_kernels: np.ndarray, y_ms: np.ndarray) -> dict[str, float]:
     """latency ≈ a·Σ + b·n + c, minimising the absolute relative error (IRLS).
 
@@ -513,15 +525,9 @@ def _fit_calibration(kernel_sum_ms: np.ndarray, n_kernels: np.ndarray, y_ms: np.
     must not pull the whole scale down (squared error shrinks ``a`` to soften them and
     leaves every other model low).  Falls back to a pure scale if the fit is degenerate.
     """
-    A = np.column_stack([kernel_sum_ms, n_kernels, np.ones_like(y_ms)]) / y_ms[:, None]
-    w = np.ones_like(y_ms)
-    coef = np.array([1.0, 0.0, 0.0])
-    for _ in range(30):
-        sw = np.sqrt(w)[:, None]
-        coef, *_ = np.linalg.lstsq(A * sw, sw[:, 0], rcond=None)
-        r = np.abs(A @ coef - 1.0)
-        w = 1.0 / np.maximum(r, 1e-3)
-    pred = A @ coef * y_ms
+    Z = np.column_stack([kernel_sum_ms, n_kernels, np.ones_like(y_ms)])
+    coef = fit_least_relative_error(Z, y_ms)
+    pred = Z @ coef
     if coef[0] <= 0 or np.any(pred <= 0):
         coef = np.array([float(np.median(y_ms / np.maximum(kernel_sum_ms, 1e-9))), 0.0, 0.0])
     return {"a": float(coef[0]), "b_ms_per_kernel": float(coef[1]), "c_ms": float(coef[2])}
