@@ -7,7 +7,9 @@ runtime's view after fusion), given as ``KernelRecord`` lists:
 1. **Kernel model** — a per-category roofline baseline (``time ≈ FLOPs/F + bytes/B +
    calls·d + o``, fitted by non-negative least squares; ``calls`` counts the rows a
    softmax or layer norm walks and the matrices a batched matmul multiplies, whose fixed
-   cost each dominates when they are many and small) times gradient-boosted trees on the kernel
+   cost each dominates when they are many and small), times a per-operator factor where a
+   category mixes operators of unlike cost (an activation may be Relu or QuickGelu), times
+   gradient-boosted trees on the kernel
    features (``edgecost.features``) that learn the log ratio to it, constrained to grow
    with the model's memory footprint (a kernel never gets faster because the network
    around it touches more memory).  The baseline carries
@@ -56,6 +58,10 @@ _I_OUT = FEATURE_NAMES.index("log2_out_elems")
 _I_LAST = FEATURE_NAMES.index("last_dim")
 _I_RANK = FEATURE_NAMES.index("out_rank")
 _I_MM_BATCH = FEATURE_NAMES.index("log2_mm_batch")
+_I_OP = FEATURE_NAMES.index("op_code")
+#: Categories whose operators get their own baseline factor: those mixing functions of unlike cost
+#: per element (Relu, Clip, HardSwish, Sigmoid, QuickGelu, Gelu, Tanh ... all are activations).
+OP_SCALED_CATEGORIES = ("activation",)
 _C_SOFTMAX, _C_NORM = CATEGORIES.index("softmax"), CATEGORIES.index("norm")
 _C_BATCHED = [CATEGORIES.index("matmul"), CATEGORIES.index("attention")]
 
@@ -103,9 +109,21 @@ def _categories_of(X: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Baseline:
-    """µs ≈ a·GFLOP + b·MB + d·kcalls + c per kernel category (all coefficients ≥ 0)."""
+    """µs ≈ (a·GFLOP + b·MB + d·kcalls + c) per kernel category (all coefficients ≥ 0), times a
+    per-operator factor within the category.
+
+    A category mixes operators of very different cost per element (Relu and QuickGelu are both
+    activations; Add and Div both element-wise).  The factor is each operator's median log ratio
+    to its category's fit, shrunk toward 1 by ``n / (n + OP_SHRINK)`` for an operator seen ``n``
+    times, so a handful of probes of a rare operator already move it most of the way while the
+    trees, which see ``op_code`` only as one number among many, would need dozens.
+    """
 
     coef: np.ndarray  # (n_categories, 4)
+    op_log_scale: dict[tuple[int, float], float] = field(default_factory=dict)  # (category, op_code) -> log factor
+
+    #: Pseudo-count toward factor 1 for an operator's own median ratio.
+    OP_SHRINK = 2.0
 
     @classmethod
     def unit(cls) -> "Baseline":
@@ -125,14 +143,39 @@ class Baseline:
                 fit = _nnls(W[sel] / y_us[sel, None], np.ones(int(sel.sum())))
                 if np.any(fit > 0):
                     coef[c] = fit
-        return cls(coef)
+        base = cls(coef)
+        ratio = np.log(y_us) - np.log(base.predict(X))
+        ops = X[:, _I_OP]
+        scale: dict[tuple[int, float], float] = {}
+        for c in np.unique(cats):
+            if CATEGORIES[c] not in OP_SCALED_CATEGORIES:
+                continue
+            in_cat = cats == c
+            codes = np.unique(ops[in_cat])
+            if len(codes) < 2:
+                continue  # one operator: the category fit is already its own
+            for code in codes:
+                r = ratio[in_cat & (ops == code)]
+                factor = float(np.median(r)) * len(r) / (len(r) + cls.OP_SHRINK)
+                if abs(factor) > 1e-3:
+                    scale[(int(c), float(code))] = factor
+        base.op_log_scale = scale
+        return base
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         cats = _categories_of(X)
-        return np.maximum((_work(X, cats) * self.coef[cats]).sum(axis=1), _FLOOR_US)
+        out = np.maximum((_work(X, cats) * self.coef[cats]).sum(axis=1), _FLOOR_US)
+        if self.op_log_scale:
+            factor = np.zeros(len(X))
+            ops = X[:, _I_OP]
+            for (c, code), v in self.op_log_scale.items():  # a handful of operators
+                factor[(cats == c) & (ops == code)] = v
+            out = out * np.exp(factor)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"categories": list(CATEGORIES), "coef_us_per_gflop_mb_kcall_one": self.coef.tolist()}
+        return {"categories": list(CATEGORIES), "coef_us_per_gflop_mb_kcall_one": self.coef.tolist(),
+                "op_log_scale": [[CATEGORIES[c], code, v] for (c, code), v in sorted(self.op_log_scale.items())]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Baseline":
@@ -140,7 +183,9 @@ class Baseline:
             raise ValueError("the profile was trained on other kernel categories; retrain it")
         if "coef_us_per_gflop_mb_kcall_one" not in d:
             raise ValueError("the profile was trained with an older baseline; retrain it with `edgecost train`")
-        return cls(np.asarray(d["coef_us_per_gflop_mb_kcall_one"], float))
+        # Profiles saved before per-operator factors have none: their trees learned without them.
+        scale = {(CATEGORIES.index(c), float(code)): float(v) for c, code, v in d.get("op_log_scale", [])}
+        return cls(np.asarray(d["coef_us_per_gflop_mb_kcall_one"], float), scale)
 
 
 @dataclass
