@@ -69,7 +69,8 @@ def test_predict_many_equals_predict_one(profiled):
     np.testing.assert_allclose(many, one, rtol=1e-9)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "not_profile", "newer", "wrong_features"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "not_profile", "newer", "wrong_features",
+                                    "bad_operator_factor"])
 def test_damaged_profiles_are_clear_errors(profiled, tmp_path, damage):
     raw = gzip.decompress(profiled.profile_path.read_bytes())
     p = tmp_path / "bad.profile.json.gz"
@@ -83,6 +84,8 @@ def test_damaged_profiles_are_clear_errors(profiled, tmp_path, damage):
             d["format"] = "something-else"
         elif damage == "newer":
             d["format_version"] = 99
+        elif damage == "bad_operator_factor":
+            d["predictor"]["kernel_model"]["baseline"]["op_log_scale"] = [["no_such_category", 1.0, 0.5]]
         else:
             d["predictor"]["feature_names"] = ["x"]
         p.write_bytes(gzip.compress(json.dumps(d).encode()))
