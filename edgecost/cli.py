@@ -274,7 +274,7 @@ def profile(device, devices, runtime, threads, precision, batch, budget_minutes,
 def train(device, runtime, threads, precision, batch, as_json):
     """Fit the target's profile from the measurements in the store."""
     from . import api
-
+    from .evaluate import describe_consistency
     from .predictor.profile import Profile
 
     path = api.train(device, runtime=runtime, threads=threads, precision=precision, batch=batch)
@@ -289,8 +289,7 @@ def train(device, runtime, threads, precision, batch, as_json):
     if "within_10pct" in acc:
         con.print(f"  cross-validated: {acc['within_10pct'] * 100:.1f} % of {acc['n']} models within ±10 %")
     if consistency:
-        con.print(f"  measurement consistency: per-kernel times explain {consistency['within_10pct'] * 100:.1f} % of "
-                  f"{consistency['n_networks']} networks' latencies within ±10 %")
+        con.print("  " + describe_consistency(consistency["within_10pct"], consistency["n_networks"]))
         if consistency.get("warning"):
             con.print(f"  [yellow]warning:[/yellow] {consistency['warning']}")
 

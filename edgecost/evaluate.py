@@ -85,8 +85,8 @@ def kernel_time_consistency(models: list[TrainingModel], kernel_families: set[st
     puts within ±10 % of their latency, and the same with one map for all categories.  A
     property of the measurements, not of the predictor: on a busy or throttling device the
     profiled runs and the latency runs of one network disagree, and the score of any
-    predictor trained on them falls with this share (three 15-minute campaigns of the CI VM,
-    same code: 88 %, 83 %, 74 % here; 89.5 %, 76 %, 65 % within ±10 % on a random split).
+    predictor trained on them falls with this share (four 15-minute campaigns of the CI VM,
+    same seed: 88 %, 83 %, 74 %, 79 % here; 89.5 %, 76 %, 65 %, 79 % within ±10 % on a random split).
     None when fewer than ``5·folds`` networks have per-kernel times.
     """
     from .graph.categories import CATEGORIES, kernel_category
@@ -120,6 +120,12 @@ def kernel_time_consistency(models: list[TrainingModel], kernel_families: set[st
 
     total = np.column_stack([A[:, :n_cat].sum(1), A[:, n_cat:2 * n_cat].sum(1), A[:, -1]])
     return {**cv(A), "folds": folds, "one_scale": cv(total)}
+
+
+def describe_consistency(within_10pct: float, n_networks: int) -> str:
+    """The one-line report of a measurement consistency (``edgecost train``, ``edgecost evaluate``)."""
+    return (f"measurement consistency: per-kernel times explain {within_10pct * 100:.1f} % of "
+            f"{n_networks} networks' latencies within ±10 %")
 
 
 def consistency_warning(consistency: dict[str, Any] | None) -> str | None:
@@ -227,8 +233,7 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append("  average over families: " + fmt(f["summary"]))
     c = report.get("consistency")
     if c:
-        lines.append(f"measurement consistency: per-kernel times explain {c['within_10pct'] * 100:.1f} % of "
-                     f"{c['n']} networks' latencies within ±10 %")
+        lines.append(describe_consistency(c["within_10pct"], c["n"]))
         warning = consistency_warning(c)
         if warning:
             lines.append(f"[yellow]warning:[/yellow] {warning}")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .graph.cost import cost_of
+from .graph.cost import with_cost
 from .records import KernelRecord, ModelGraph
 
 ORT_LEVELS = ("all", "extended", "basic")
@@ -151,9 +151,7 @@ def kernels_from_profile(node_profile: Sequence[dict[str, Any]],
             output_shapes=tuple(tuple(int(d) for d in s) for s in p.get("output_shapes") or ()),
             attrs=dict(node.get("attrs") or {}),
         )
-        c = cost_of(k)
-        k = replace(k, flops=c.flops, macs=c.macs, bytes_read=c.bytes_read, bytes_written=c.bytes_written)
-        out.append((k, float(p.get("median_us", 0.0))))
+        out.append((with_cost(k), float(p.get("median_us", 0.0))))
     return out
 
 

@@ -11,7 +11,7 @@ from edgecost.features import (
     kernel_features,
     op_code,
 )
-from edgecost.graph.cost import cost_of
+from edgecost.graph.cost import with_cost
 from edgecost.predictor.model import _calls, _categories_of
 from edgecost.records import KernelRecord
 
@@ -19,12 +19,8 @@ COL = {n: i for i, n in enumerate(FEATURE_NAMES)}
 
 
 def _k(op, ins, outs, domain="", **attrs):
-    k = KernelRecord(name=op, op_type=op, domain=domain, input_shapes=tuple(ins), output_shapes=tuple(outs),
-                     attrs=attrs)
-    c = cost_of(k)
-    return KernelRecord(name=op, op_type=op, domain=domain, input_shapes=tuple(ins), output_shapes=tuple(outs),
-                        attrs=attrs, flops=c.flops, macs=c.macs, bytes_read=c.bytes_read,
-                        bytes_written=c.bytes_written)
+    return with_cost(KernelRecord(name=op, op_type=op, domain=domain, input_shapes=tuple(ins),
+                                  output_shapes=tuple(outs), attrs=attrs))
 
 
 def test_op_code_is_stable_and_tells_ops_of_one_category_apart():

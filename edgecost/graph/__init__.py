@@ -6,7 +6,7 @@ Public API::
     read_onnx_model(model_proto, input_shapes=None) -> ModelGraph
     optimize_with_ort(path_or_bytes, level="all", threads=1, input_shapes=None) -> ModelGraph
     kernel_category(k) -> str;  fused_activation(k) -> str | None;  fused_sum(k) -> bool
-    kernel_cost(...) -> Cost;  cost_of(k) -> Cost
+    kernel_cost(...) -> Cost;  cost_of(k) -> Cost;  with_cost(k) -> KernelRecord
 
 The readers return :class:`AnnotatedGraph`, a ``ModelGraph`` with graph-level ``attrs``.
 Importing this package imports neither onnx, onnxruntime nor the LiteRT schema; each
@@ -19,12 +19,12 @@ from typing import Any
 
 from ._common import AnnotatedGraph
 from .categories import CATEGORIES, fused_activation, fused_sum, kernel_category
-from .cost import Cost, cost_of, kernel_cost
+from .cost import Cost, cost_of, kernel_cost, with_cost
 from .reader import read_model, sniff_format
 
 __all__ = [
     "AnnotatedGraph", "CATEGORIES", "Cost", "cost_of", "fused_activation", "fused_sum", "kernel_category",
-    "kernel_cost", "optimize_with_ort", "read_model", "read_onnx_model", "read_tflite", "sniff_format",
+    "kernel_cost", "optimize_with_ort", "read_model", "read_onnx_model", "read_tflite", "sniff_format", "with_cost",
 ]
 
 

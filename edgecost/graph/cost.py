@@ -42,7 +42,7 @@ ONNX ones applied to TFLite's layouts (tensors NHWC, conv weights OHWI, depthwis
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Sequence
 
 from ._common import KernelRecord, Shape, batch_transposed, nbytes, numel
@@ -604,3 +604,9 @@ def cost_of(k: KernelRecord) -> Cost:
     ins = [None if (unknown_shape and s == ()) else tuple(s) for s in k.input_shapes]
     outs = [None if (unknown_shape and s == ()) else tuple(s) for s in k.output_shapes]
     return kernel_cost(k.domain, k.op_type, ins, outs, [k.dtype] * len(ins), [k.dtype] * len(outs), k.attrs)
+
+
+def with_cost(k: KernelRecord) -> KernelRecord:
+    """The record with its FLOPs, MACs and bytes recomputed by ``cost_of`` (parameters kept)."""
+    c = cost_of(k)
+    return replace(k, flops=c.flops, macs=c.macs, bytes_read=c.bytes_read, bytes_written=c.bytes_written)

@@ -145,7 +145,7 @@ def test_api_predict_one_and_many(profiled, monkeypatch):
 def _synthetic_models(rng, n: int, model_effect: bool):
     """Conv nets with exact per-kernel times; the model's latency is their sum, times either a
     model-level factor the kernels cannot see (deeper nets 40 % slower) or pure noise."""
-    from edgecost.graph.cost import cost_of
+    from edgecost.graph.cost import with_cost
     from edgecost.predictor.model import TrainingModel
     from edgecost.records import KernelRecord
 
@@ -155,12 +155,10 @@ def _synthetic_models(rng, n: int, model_effect: bool):
         kernels, times = [], []
         for j in range(depth):
             c, side = int(rng.choice([16, 32, 64])), int(rng.choice([8, 16, 32]))
-            k = KernelRecord(name=f"conv{j}", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 3, 3)),
-                             output_shapes=((1, c, side, side),), attrs={"kernel_shape": [3, 3], "group": 1})
-            cost = cost_of(k)
-            kernels.append(KernelRecord(**{**k.__dict__, "flops": cost.flops, "macs": cost.macs,
-                                           "bytes_read": cost.bytes_read, "bytes_written": cost.bytes_written}))
-            times.append(cost.flops / 2e4 + 2.0)  # 20 GFLOP/s + 2 µs
+            k = with_cost(KernelRecord(name=f"conv{j}", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 3, 3)),
+                                       output_shapes=((1, c, side, side),), attrs={"kernel_shape": [3, 3], "group": 1}))
+            kernels.append(k)
+            times.append(k.flops / 2e4 + 2.0)  # 20 GFLOP/s + 2 µs
         total_ms = sum(times) / 1000.0
         factor = (1.4 if depth > 32 else 1.0) if model_effect else float(np.exp(rng.normal(0, 0.05)))
         models.append(TrainingModel(key=f"m{i}", kernels=kernels, latency_ms=total_ms * factor,
@@ -181,7 +179,7 @@ def test_kernel_time_never_falls_as_the_model_footprint_grows():
     """The trees are constrained: a bigger network around a kernel never makes it faster,
     even where noisy training times would let an unconstrained fit wiggle."""
     from edgecost.features import FEATURE_NAMES, FOOTPRINT_LOG2_RANGE, feature_matrix
-    from edgecost.graph.cost import cost_of
+    from edgecost.graph.cost import with_cost
     from edgecost.predictor.model import LatencyPredictor, TrainingModel
     from edgecost.records import KernelRecord
 
@@ -189,14 +187,11 @@ def test_kernel_time_never_falls_as_the_model_footprint_grows():
     models = []
     for i in range(80):
         c, side, depth = int(rng.choice([64, 128, 256, 512])), int(rng.choice([4, 8, 16])), int(rng.integers(16, 40))
-        k = KernelRecord(name="conv", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 1, 1)),
-                         output_shapes=((1, c, side, side),), attrs={"kernel_shape": [1, 1], "group": 1},
-                         params=c * c)
-        cost = cost_of(k)
-        k = KernelRecord(**{**k.__dict__, "flops": cost.flops, "macs": cost.macs, "bytes_read": cost.bytes_read,
-                            "bytes_written": cost.bytes_written})
+        k = with_cost(KernelRecord(name="conv", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 1, 1)),
+                                   output_shapes=((1, c, side, side),), attrs={"kernel_shape": [1, 1], "group": 1},
+                                   params=c * c))
         big = depth * c * c * 4 > 2 ** 23  # weights past 8 MiB: 30 % slower, plus 15 % noise
-        times = [cost.flops / 2e4 * (1.3 if big else 1.0) * float(np.exp(rng.normal(0, 0.15))) + 1.0
+        times = [k.flops / 2e4 * (1.3 if big else 1.0) * float(np.exp(rng.normal(0, 0.15))) + 1.0
                  for _ in range(depth)]
         models.append(TrainingModel(key=f"m{i}", kernels=[k] * depth, latency_ms=sum(times) / 1000,
                                     kernel_times_us=times))
@@ -212,7 +207,7 @@ def test_kernel_time_never_falls_as_the_model_footprint_grows():
 def _heteroscedastic_models(rng, n: int):
     """Nets whose end-to-end noise depends on their size: small nets (a few tiny kernels, time
     mostly dispatch) scatter by 25 %, large ones by 3 %, as on a shared CPU."""
-    from edgecost.graph.cost import cost_of
+    from edgecost.graph.cost import with_cost
     from edgecost.predictor.model import TrainingModel
     from edgecost.records import KernelRecord
 
@@ -223,12 +218,10 @@ def _heteroscedastic_models(rng, n: int):
         kernels, times = [], []
         for j in range(depth):
             c, side = (8, 4) if small else (int(rng.choice([32, 64])), int(rng.choice([16, 32])))
-            k = KernelRecord(name=f"conv{j}", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 3, 3)),
-                             output_shapes=((1, c, side, side),), attrs={"kernel_shape": [3, 3], "group": 1})
-            cost = cost_of(k)
-            kernels.append(KernelRecord(**{**k.__dict__, "flops": cost.flops, "macs": cost.macs,
-                                           "bytes_read": cost.bytes_read, "bytes_written": cost.bytes_written}))
-            times.append(cost.flops / 2e4 + 2.0)
+            k = with_cost(KernelRecord(name=f"conv{j}", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 3, 3)),
+                                       output_shapes=((1, c, side, side),), attrs={"kernel_shape": [3, 3], "group": 1}))
+            kernels.append(k)
+            times.append(k.flops / 2e4 + 2.0)
         noise = float(np.exp(rng.normal(0, 0.25 if small else 0.03)))
         models.append(TrainingModel(key=f"m{i}", kernels=kernels, latency_ms=sum(times) / 1000.0 * noise,
                                     kernel_times_us=times, family="small" if small else "large"))
@@ -283,14 +276,11 @@ def test_profile_saved_before_scaled_intervals_still_predicts_with_one_width(pro
 
 
 def _elementwise_kernel(op_type: str, elems: int, name: str):
-    from edgecost.graph.cost import cost_of
+    from edgecost.graph.cost import with_cost
     from edgecost.records import KernelRecord
 
     shape = (1, elems // 64, 8, 8)
-    k = KernelRecord(name=name, op_type=op_type, input_shapes=(shape,), output_shapes=(shape,))
-    cost = cost_of(k)
-    return KernelRecord(**{**k.__dict__, "flops": cost.flops, "macs": cost.macs, "bytes_read": cost.bytes_read,
-                           "bytes_written": cost.bytes_written})
+    return with_cost(KernelRecord(name=name, op_type=op_type, input_shapes=(shape,), output_shapes=(shape,)))
 
 
 #: ns per element of three activations that differ in cost (exp in QuickGelu, erf in Gelu).
