@@ -313,7 +313,8 @@ def test_an_operator_seen_only_in_a_few_probes_gets_its_own_cost(monkeypatch):
     """QuickGelu, Relu and Gelu share a category (activation) but not a cost.  Three probes of
     QuickGelu among hundreds of Relu/Gelu kernels are few for the trees, which see the
     operator only as one number among many features; the baseline's per-operator factor
-    learns it from them (on ORT this took EfficientNet, left out, from 25-37 % to 71-77 %)."""
+    learns it from them (on ORT this took EfficientNet, left out, from 25-37 % to 71-77 %).
+    The trees are too coarse to learn it from three rows at all."""
     import edgecost.predictor.model as model
 
     sizes = [64 * 256, 64 * 1024, 64 * 3000]
@@ -328,7 +329,10 @@ def test_an_operator_seen_only_in_a_few_probes_gets_its_own_cost(monkeypatch):
     with_factor = log_errors()
     monkeypatch.setattr(model, "OP_SCALED_CATEGORIES", ())
     trees_alone = log_errors()
-    assert np.all(with_factor < np.log(1.2)), np.exp(with_factor)
+    # Three probes move the factor 3 / (3 + OP_SHRINK) = 60 % of the way in log terms, and the
+    # trees (at least 20 kernels a leaf) cannot isolate three rows to finish the job: the factor
+    # takes a 2.8-3.4x error to 1.5-1.7x here; without it nothing does.
+    assert np.all(with_factor < np.log(1.8)), np.exp(with_factor)
     assert np.median(with_factor) < 0.6 * np.median(trees_alone), (np.exp(with_factor), np.exp(trees_alone))
 
 
