@@ -227,7 +227,7 @@ class LatencyPredictor:
     family-left-out accuracy, the protocol that asks most of generalisation: against 31 leaves,
     depth 10 and 3 kernels a leaf they lifted it on each of four ONNX Runtime campaigns (1 thread:
     65.4 → 70.4 %, 65.2 → 67.3 %, 59.0 → 60.6 %; 2 threads: 51.7 → 52.8 %) with the random split
-    unchanged (5-fold, 79.1 → 78.8 %); LiteRT's 114 models moved 72.6 → 71.2 % (one model a family).
+    unchanged (5-fold, 79.1 → 78.8 %); LiteRT's 114 models moved 72.6 → 71.2 % (5-12 models a family).
     Larger leaves stop the trees from memorising the few kernels one family alone has; more of
     them keep the interactions (fewer leaves, 8 at depth 4, fell to 56 %).
     """
