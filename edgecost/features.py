@@ -105,8 +105,14 @@ def op_code(op_type: str) -> float:
 
 def kernel_features(k: KernelRecord, category: str | None = None) -> np.ndarray:
     """One row of FEATURE_NAMES for a kernel."""
+    return np.asarray(_feature_row(k, category), dtype=np.float64)
+
+
+def _feature_row(k: KernelRecord, category: str | None = None) -> list[float]:
+    # A list, turned into an array once per model: item assignment into a numpy row costs
+    # several times more, and this runs for every kernel of every model predicted.
     cat = category or kernel_category(k)
-    row = np.full(len(FEATURE_NAMES), MISSING, dtype=np.float64)
+    row: list[float] = [MISSING] * len(FEATURE_NAMES)
     nhwc = is_nhwc(k)
     ins = [s for s in k.input_shapes if s is not None]
     outs = [s for s in k.output_shapes if s is not None]
@@ -177,7 +183,7 @@ def feature_matrix(kernels: Sequence[KernelRecord], categories: Sequence[str] | 
     if not kernels:
         return np.zeros((0, len(FEATURE_NAMES)))
     cats = categories or [kernel_category(k) for k in kernels]
-    X = np.vstack([kernel_features(k, c) for k, c in zip(kernels, cats)])
+    X = np.array([_feature_row(k, c) for k, c in zip(kernels, cats)], dtype=np.float64)
     X[:, _I_IN_NETWORK] = float(len(kernels) >= NETWORK_MIN_KERNELS)
     # Only a kernel that reads weights has something to lose when they leave the cache.
     X[:, _I_FOOTPRINT] = np.where(X[:, _I_PARAMS] > 0, model_footprint_log2(kernels), MISSING)
