@@ -330,6 +330,7 @@ def _merge(a, b):
         return b
     a.measured += b.measured
     a.failed += b.failed
+    a.revisited += b.revisited
     a.skipped_already_done += b.skipped_already_done
     a.elapsed_s += b.elapsed_s
     a.device_seconds += b.device_seconds

@@ -50,6 +50,15 @@ class CampaignSettings:
     bench: BenchSettings = CAMPAIGN_BENCH
     strategy: str = "random"  # "random" | "adaptive"
     op_profile: bool = True  # LiteRT: time each distinct operator as a single-op model (per-kernel truth)
+    # Share of measuring turns spent timing an already-measured model again, minutes later
+    # (see ``Revisits``); 0 turns revisits off.
+    revisit_share: float = 0.5
+    revisit_min_gap_s: float = 60.0  # a model is timed again no sooner than this after its last visit
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.revisit_share < 1.0:
+            raise UsageError(f"revisit share {self.revisit_share} is outside [0, 1)",
+                             "pass a share such as 0.3 (0 turns revisits off)")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -61,6 +70,7 @@ class CampaignSettings:
         d = dict(d)
         d["families"] = tuple(d.get("families", ()))
         d["bench"] = BenchSettings(**d.get("bench", {}))
+        d.setdefault("revisit_share", 0.0)  # campaigns stored before revisits existed had none
         return cls(**d)
 
 
@@ -68,7 +78,7 @@ class CampaignSettings:
 class CampaignEvent:
     """Progress reported to a UI after each item."""
 
-    kind: str  # "measured" | "failed" | "skipped" | "info" | "warning"
+    kind: str  # "measured" | "revisited" | "failed" | "skipped" | "info" | "warning"
     item: str = ""
     family: str = ""
     median_ms: float | None = None
@@ -83,8 +93,9 @@ class CampaignEvent:
 class CampaignResult:
     campaign_id: int
     target: Target
-    measured: int = 0
+    measured: int = 0  # new items measured (revisits are counted apart)
     failed: int = 0
+    revisited: int = 0  # visits of already-measured models (``CampaignSettings.revisit_share``)
     skipped_already_done: int = 0
     elapsed_s: float = 0.0
     device_seconds: float = 0.0
@@ -191,6 +202,90 @@ class AdaptiveWeights:
         return weights
 
 
+#: What separates a measured item from its revisit number in a stored campaign item key.
+REVISIT_MARK = "#r"
+
+
+def revisit_base(item: str) -> str:
+    """The campaign item a stored item key measures (``"12:conv-ab12#r1"`` -> ``"12:conv-ab12"``)."""
+    return item.split(REVISIT_MARK, 1)[0]
+
+
+class Revisits:
+    """Times already-measured models again, minutes after their first visit.
+
+    On a shared or thermally limited machine a model's latency drifts in states that last
+    tens of seconds (a neighbour's load, a throttled clock): timing one model for longer
+    does not average that out, timing it again later does.  Every model's label is the
+    median of its visits (``build_dataset``), so a campaign that spends ``share`` of its turns
+    on revisits trades some models for cleaner labels.  The model least visited, and of those
+    the one visited longest ago, goes next; never sooner than ``min_gap_s`` after its last
+    visit.  Revisits reuse the kept artifact, so they cost device time only.
+    """
+
+    def __init__(self, store: Store, campaign_id: int, share: float, min_gap_s: float):
+        self.store, self.campaign_id = store, campaign_id
+        self.ratio = share / (1.0 - share)  # revisits per new item
+        self.min_gap_s = min_gap_s
+        # base item -> [model hash, visits, monotonic time of the last visit]
+        self.visits: dict[str, list[Any]] = {}
+        self.revisits_done = 0
+        self.new_done = 0
+        for m in store.measurements(campaign_id=campaign_id, status="ok", with_profiles=False):
+            self.note(m.campaign_item or "", m.model_hash, at=float("-inf"))
+        for m in store.measurements(campaign_id=campaign_id, status="failed", with_profiles=False):
+            self.note_failed(m.campaign_item or "")
+            if REVISIT_MARK in (m.campaign_item or ""):
+                self.drop(revisit_base(m.campaign_item))  # as after a failed revisit in this run
+
+    def note(self, item: str, model_hash: str, at: float | None = None) -> None:
+        """Record a successful visit of ``item`` (a new item or a revisit key)."""
+        base = revisit_base(item)
+        entry = self.visits.setdefault(base, [model_hash, 0, float("-inf")])
+        entry[1] += 1
+        entry[2] = time.monotonic() if at is None else at
+        if REVISIT_MARK in item:
+            self.revisits_done += 1
+        else:
+            self.new_done += 1
+
+    def note_failed(self, item: str) -> None:
+        if REVISIT_MARK in item:
+            self.revisits_done += 1
+        else:
+            self.new_done += 1
+
+    def due(self) -> bool:
+        return self.revisits_done < self.ratio * self.new_done
+
+    def pick(self) -> tuple[str, str, str] | None:
+        """(revisit item key, base item, model hash) of the next model to time again, or None.
+
+        Only models with the fewest visits so far are candidates: while those are all too
+        recent, the turn goes to a new item, so no model gets a third visit before every
+        model has had a second.
+        """
+        if not self.visits:
+            return None
+        now = time.monotonic()
+        fewest = min(n for _, n, _ in self.visits.values())
+        best = None
+        for base, (model_hash, n, last) in self.visits.items():
+            if n > fewest or now - last < self.min_gap_s:
+                continue
+            key = (n, last)
+            if best is None or key < best[0]:
+                best = (key, base, model_hash)
+        if best is None:
+            return None
+        (n, _), base, model_hash = best
+        return f"{base}{REVISIT_MARK}{n}", base, model_hash
+
+    def drop(self, base: str) -> None:
+        """Never pick ``base`` again (its file is gone)."""
+        self.visits.pop(base, None)
+
+
 def _prepare(spec, runtime: str, out_dir: Path):
     """Host work for one item: the model file and its graph (no store, no device)."""
     from .graph import read_model
@@ -295,6 +390,8 @@ def run_campaign(
     if prefetch is None:
         prefetch = not getattr(session, "measures_on_host_cpu", False)
     prefetcher = _Prefetcher(target.runtime, workdir) if prefetch else None
+    revisits = (Revisits(store, campaign_id, settings.revisit_share, settings.revisit_min_gap_s)
+                if settings.revisit_share > 0 else None)
 
     def new_items() -> Iterator[tuple[int, Any, str]]:
         for index, spec in stream.specs_from(first_new):
@@ -319,6 +416,12 @@ def run_campaign(
             if max_items is not None and result.measured + result.failed >= max_items:
                 result.stopped_because = "item limit reached"
                 break
+            if revisits is not None and revisits.due():
+                pick = revisits.pick()
+                if pick is not None:
+                    _revisit_item(session, target, store, pick, revisits, settings.bench, campaign_id, result,
+                                  emit, start, budget_s)
+                    continue
             if ahead:
                 index, spec, item, future = ahead.pop()
             else:
@@ -332,7 +435,7 @@ def run_campaign(
             else:
                 prepare = lambda spec=spec, index=index: _prepare(spec, target.runtime, workdir / f"item-{index}")
             _measure_item(session, target, store, spec, item, prepare, settings.bench, workdir, artifacts,
-                          campaign_id, result, emit, start, budget_s, op_times)
+                          campaign_id, result, emit, start, budget_s, op_times, revisits)
             if adaptive is not None and adaptive.maybe_refit(store.count_measurements(target)):
                 top = sorted(stream.weights.items(), key=lambda kv: -kv[1])[:3]
                 emit(CampaignEvent("info", message="adaptive sampling: most weight on "
@@ -352,7 +455,7 @@ def run_campaign(
 
 def _measure_item(session, target, store, spec, item, prepare: Callable[[], tuple[Path, Any]], bench: BenchSettings,
                   workdir, artifacts, campaign_id, result, emit, start, budget_s,
-                  op_times: OpTimes | None = None) -> None:
+                  op_times: OpTimes | None = None, revisits: Revisits | None = None) -> None:
     t0 = time.monotonic()
     try:
         path, graph = prepare()
@@ -384,6 +487,8 @@ def _measure_item(session, target, store, spec, item, prepare: Callable[[], tupl
         store.add_failure(graph.content_hash, target, kind, str(exc), campaign_id=campaign_id,
                           campaign_item=item, seconds_spent=time.monotonic() - t0)
         result.failed += 1
+        if revisits is not None:
+            revisits.note_failed(item)
         emit(CampaignEvent("failed", item=item, family=spec.family, message=str(exc),
                            done_ok=result.measured, done_failed=result.failed,
                            elapsed_s=time.monotonic() - start, budget_s=budget_s))
@@ -401,7 +506,48 @@ def _measure_item(session, target, store, spec, item, prepare: Callable[[], tupl
                              seconds_spent=device_s or spent) is not None:
         result.measured += 1
         result.device_seconds += device_s
+        if revisits is not None and kept is not None:
+            revisits.note(item, graph.content_hash)
+        elif revisits is not None:
+            revisits.note_failed(item)  # counts as a new item, but its file was not kept: no revisit
     emit(CampaignEvent("measured", item=item, family=spec.family, median_ms=m.stats.median_ms,
+                       done_ok=result.measured, done_failed=result.failed,
+                       elapsed_s=time.monotonic() - start, budget_s=budget_s))
+
+
+def _revisit_item(session, target, store, pick: tuple[str, str, str], revisits: Revisits, bench: BenchSettings,
+                  campaign_id, result, emit, start, budget_s) -> None:
+    """Time a kept model again and store it as one more visit of its campaign item."""
+    item, base, model_hash = pick
+    stored = store.model(model_hash)
+    path = Path(stored.artifact_path) if stored is not None and stored.artifact_path else None
+    if path is None or not path.is_file():
+        revisits.drop(base)  # the artifact was removed since: nothing to time again
+        return
+    t0 = time.monotonic()
+    graph = store.model_graph(model_hash)
+    family = stored.family or ""
+    try:
+        res = session.bench(session.stage_model(path), **bench_args(target, graph, bench))
+    except ConnectionLostError:
+        raise
+    except AgentError as exc:
+        store.add_failure(model_hash, target, getattr(exc, "kind", "agent_error"), str(exc), campaign_id=campaign_id,
+                          campaign_item=item, seconds_spent=time.monotonic() - t0)
+        revisits.note_failed(item)
+        revisits.drop(base)  # it failed once on a second visit: do not spend more turns on it
+        emit(CampaignEvent("failed", item=item, family=family, message=f"revisit: {exc}",
+                           done_ok=result.measured, done_failed=result.failed,
+                           elapsed_s=time.monotonic() - start, budget_s=budget_s))
+        return
+    m = measurement_from_result(res, model_hash, target)
+    device_s = float(res.get("total_secs") or 0.0)
+    if store.add_measurement(m, campaign_id=campaign_id, campaign_item=item,
+                             seconds_spent=device_s or time.monotonic() - t0) is not None:
+        result.revisited += 1
+        result.device_seconds += device_s
+    revisits.note(item, model_hash)
+    emit(CampaignEvent("revisited", item=item, family=family, median_ms=m.stats.median_ms,
                        done_ok=result.measured, done_failed=result.failed,
                        elapsed_s=time.monotonic() - start, budget_s=budget_s))
 

@@ -225,13 +225,18 @@ def _print_measurement(con, path, meas) -> None:
 @click.option("--no-op-slices", is_flag=True,
               help="LiteRT: do not time each distinct operator as a single-op model (more models measured, "
                    "a less accurate profile: per-kernel times are then inferred from whole-model times).")
+@click.option("--revisit-share", type=float, default=None,
+              help="Share of measuring turns that time an already-measured model again, at least a minute "
+                   "after its last visit; each model's latency is the median of its visits. Averages out "
+                   "slow drift (a shared or throttling machine) at the cost of fewer models. 0 turns it off. "
+                   "Default: 0.5.")
 @click.option("--prefetch/--no-prefetch", default=None,
               help="Export the next model on the host while the device measures the current one. "
                    "Default: on for SSH devices, off for `local` (there the export would share the CPU "
                    "with the measurement).")
 @click.option("--json", "as_json", is_flag=True, help="Print the campaign summary as JSON.")
 def profile(device, devices, runtime, threads, precision, batch, budget_minutes, seed, families, strategy, new,
-            max_models, no_train, no_op_slices, prefetch, as_json):
+            max_models, no_train, no_op_slices, revisit_share, prefetch, as_json):
     """Measure generated models on a device until the budget is spent, then fit its profile.
 
     Interrupt with Ctrl-C at any time: what was measured is stored, and running the
@@ -248,7 +253,9 @@ def profile(device, devices, runtime, threads, precision, batch, budget_minutes,
     for n in names:
         api.resolve_target(n, runtime, threads, precision, batch)
     fams = tuple(f for f in (families or "").split(",") if f)
-    settings = CampaignSettings(seed=seed, families=fams, strategy=strategy, op_profile=not no_op_slices)
+    settings = CampaignSettings(seed=seed, families=fams, strategy=strategy, op_profile=not no_op_slices,
+                                revisit_share=CampaignSettings.revisit_share if revisit_share is None
+                                else revisit_share)
     from .ui import run_profiles
 
     results = run_profiles(names, dict(runtime=runtime, threads=threads, precision=precision, batch=batch),

@@ -56,8 +56,10 @@ def run_profiles(
         t0 = time.monotonic()
 
         def on_event(ev) -> None:
-            if ev.kind in ("measured", "failed"):
+            if ev.kind in ("measured", "revisited", "failed"):
                 last = f"{ev.family} {ev.median_ms:.2f} ms" if ev.median_ms is not None else f"{ev.family} failed"
+                if ev.kind == "revisited":
+                    last += " (again)"
                 progress.update(task, completed=min(budget_s, time.monotonic() - t0), ok=ev.done_ok,
                                 failed=ev.done_failed, last=last)
             elif ev.kind in ("warning", "info") and not as_json:
@@ -108,8 +110,10 @@ def run_profiles(
                 console.print(f"[red]{r['device']}: {r['error']}[/red]")
             else:
                 console.print(
-                    f"{r['device']}: campaign {r['campaign_id']}: {r['measured']} measured, {r['failed']} failed in"
-                    f" {r['elapsed_s'] / 60:.1f} min ({r.get('campaign_total_ok', r['measured'])} in the campaign;"
+                    f"{r['device']}: campaign {r['campaign_id']}: {r['measured']} measured,"
+                    + (f" {r['revisited']} timed again," if r.get("revisited") else "")
+                    + f" {r['failed']} failed in {r['elapsed_s'] / 60:.1f} min"
+                    f" ({r.get('campaign_total_ok', r['measured'])} measurements in the campaign;"
                     f" {r['stopped_because'] or 'done'})")
                 warning = (r.get("measurement_consistency") or {}).get("warning")
                 if warning:

@@ -64,17 +64,19 @@ def log(*a: Any) -> None:
 # -- campaign ---------------------------------------------------------------------------
 
 
-def campaign(name: str, home: Path, minutes: float, seed: int) -> dict[str, Any]:
+def campaign(name: str, home: Path, minutes: float, seed: int, revisit_share: float) -> dict[str, Any]:
     import edgecost.api as api
     from edgecost.campaign import CampaignSettings
 
     _env_home(home)
     t0 = time.time()
     r = api.profile("local", **TARGETS[name], budget_minutes=minutes, new=True, train=False,
-                    settings=CampaignSettings(seed=seed, strategy="adaptive"))
+                    settings=CampaignSettings(seed=seed, strategy="adaptive", revisit_share=revisit_share))
     out = r.to_dict()
     out["wall_s"] = time.time() - t0
-    log(name, "campaign:", out["measured"], "measured,", out["failed"], "failed in", round(out["wall_s"] / 60, 1), "min")
+    out["revisit_share"] = revisit_share
+    log(name, "campaign:", out["measured"], "measured,", out["revisited"], "timed again,", out["failed"], "failed in",
+        round(out["wall_s"] / 60, 1), "min")
     return out
 
 
@@ -102,13 +104,14 @@ def held_out(models, share: float = 0.2, seed: int = 99) -> np.ndarray:
     return rng.random(len(models)) < share
 
 
-def timeline(home: Path, target) -> dict[str, tuple[float, float]]:
-    """model hash -> (wall minutes since campaign start, cumulative device minutes) of its measurement."""
+def timeline(home: Path, target) -> tuple[dict[str, tuple[float, float]], dict[str, list[tuple[float, float]]]]:
+    """model hash -> (wall minutes since campaign start, cumulative device minutes) of its first
+    measurement; and model hash -> [(wall minutes, median ms)] of every visit (revisits included)."""
     from edgecost.store import Store
 
     _env_home(home)
     rows = Store().measurements(target, status=None, with_profiles=False)
-    out, device_s, start = {}, 0.0, None
+    out, visits, device_s, start = {}, {}, 0.0, None
     for r in rows:
         if r.campaign_id is None:
             continue
@@ -118,6 +121,65 @@ def timeline(home: Path, target) -> dict[str, tuple[float, float]]:
             t = time.mktime(time.strptime(meas_at[:19], "%Y-%m-%dT%H:%M:%S"))
             start = t if start is None else start
             out.setdefault(r.model_hash, ((t - start) / 60.0, device_s / 60.0))
+            if r.status == "ok":
+                visits.setdefault(r.model_hash, []).append(((t - start) / 60.0, r.median_ms))
+    return out, visits
+
+
+def revisit_agreement(visits: dict[str, list[tuple[float, float]]], families: dict[str, str],
+                      kernels: set[str]) -> dict[str, Any] | None:
+    """How far a network's second visit moved from its first, minutes later, in the same campaign."""
+    pairs = [(v[0][1], v[1][1], v[1][0] - v[0][0]) for h, v in visits.items()
+             if len(v) >= 2 and families.get(h) not in kernels]
+    if not pairs:
+        return None
+    a, b, gap = (np.array(c) for c in zip(*pairs))
+    d = np.abs(b - a) / a
+    return {"n": len(pairs), "within_5": float(np.mean(d <= 0.05)), "within_10": float(np.mean(d <= 0.10)),
+            "median_diff_pct": float(100 * np.median(d)), "median_gap_min": float(np.median(gap)),
+            "models_visited_twice_or_more": int(sum(len(v) >= 2 for v in visits.values())),
+            "models": len(visits)}
+
+
+def revisit_effect(name: str, home: Path, work: Path, ds, kernels: set[str], seeds: int = 5) -> dict[str, Any] | None:
+    """What revisits buy, on one campaign: the same models and splits, labelled with the first
+    visit only (a copy of the store without the revisits) or with the median of all visits."""
+    import sqlite3
+
+    from edgecost.metrics import accuracy
+
+    if not any(len(v) > 1 for v in timeline(home, ds.target)[1].values()):
+        return None
+    first_home = work / f"{name}-first-visits"
+    shutil.rmtree(first_home, ignore_errors=True)
+    first_home.mkdir(parents=True)
+    con = sqlite3.connect(home / "edgecost.sqlite")
+    con.execute("PRAGMA wal_checkpoint(FULL)")
+    con.close()
+    shutil.copyfile(home / "edgecost.sqlite", first_home / "edgecost.sqlite")
+    (first_home / "artifacts").symlink_to(home / "artifacts")
+    con = sqlite3.connect(first_home / "edgecost.sqlite")
+    con.execute("DELETE FROM measurements WHERE campaign_item LIKE '%#r%'")
+    con.commit()
+    con.close()
+    first = {m.key: m for m in dataset(name, first_home)[0].models}
+    _env_home(home)
+    both = [m for m in ds.models if m.key in first]
+    out: dict[str, Any] = {"n_models": len(both), "seeds": seeds}
+    for label, models in (("first_visit", [first[m.key] for m in both]), ("median_of_visits", both)):
+        w10, w5 = [], []
+        for seed in range(seeds):
+            mask = held_out(both, seed=seed)
+            train = [m for m, t in zip(models, mask) if not t]
+            test = [m for m, t in zip(models, mask) if t and m.family not in kernels]
+            _, _, (pr, _, _) = score(train, test)
+            a = accuracy(np.array([m.latency_ms for m in test]), pr)
+            w10.append(a["within_10pct"])
+            w5.append(a["within_5pct"])
+        out[label] = {"within_10pct": float(np.mean(w10)), "within_10pct_std": float(np.std(w10)),
+                      "within_5pct": float(np.mean(w5)), "within_5pct_std": float(np.std(w5))}
+        log(name, "revisit effect,", label, round(out[label]["within_10pct"], 3))
+    shutil.rmtree(first_home, ignore_errors=True)
     return out
 
 
@@ -189,7 +251,13 @@ def family_out(models, kernels: set[str], params=None) -> dict[str, Any]:
     return out
 
 
-def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str]) -> list[dict[str, Any]]:
+def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str],
+          visits: dict[str, list[tuple[float, float]]] | None = None) -> list[dict[str, Any]]:
+    """Profiles fitted on the first m minutes, scored on a fixed held-out fifth. A training model's
+    label is the median of its visits up to minute m (the revisits after m are not yet known); a
+    test model's is the median of all its visits."""
+    from dataclasses import replace
+
     from edgecost.metrics import accuracy
 
     models = [m for m in ds.models if m.key in tl]
@@ -199,6 +267,9 @@ def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str]) -> list[dic
     rows = []
     for cut in CUTOFFS_MIN:
         train = [m for m in pool if tl[m.key][0] <= cut]
+        if visits:
+            train = [replace(m, latency_ms=float(np.median([ms for t, ms in visits[m.key] if t <= cut])))
+                     if len(visits.get(m.key, ())) > 1 else m for m in train]
         if len(train) < 20:
             continue
         device_min = max(tl[m.key][1] for m in train)
@@ -405,9 +476,26 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
         c = r["campaign"]
         L += [f"## {r['target']}", "",
               f"Campaign: `edgecost profile --device local --runtime {TARGETS[name]['runtime']} --threads"
-              f" {TARGETS[name]['threads']} --budget-minutes {results['minutes']}` (adaptive sampling):"
-              f" **{c['measured']} models** measured ({c['failed']} failed) in {c['wall_s'] / 60:.1f} min wall,"
-              f" {c['device_seconds'] / 60:.1f} min of timed runs on the device.", ""]
+              f" {TARGETS[name]['threads']} --budget-minutes {results['minutes']}"
+              + (f" --revisit-share {c['revisit_share']}" if c.get("revisit_share") else "") + "` (adaptive sampling):"
+              f" **{c['measured']} models** measured ({c['failed']} failed)"
+              + (f", and {c['revisited']} visits of models measured earlier (each model's latency is the median of its"
+                 " visits)" if c.get("revisited") else "")
+              + f" in {c['wall_s'] / 60:.1f} min wall, {c['device_seconds'] / 60:.1f} min of timed runs on the device.", ""]
+        rv = r.get("revisits")
+        if rv:
+            L += [f"Revisits: {rv['models_visited_twice_or_more']} of {rv['models']} models were timed at least twice;"
+                  f" for the {rv['n']} networks among them, the second visit (a median of {rv['median_gap_min']:.1f} min"
+                  f" after the first) is within ±5 % of the first for {pct(rv['within_5'])} and within ±10 % for"
+                  f" {pct(rv['within_10'])} (median difference {rv['median_diff_pct']:.1f} %): the campaign's own"
+                  " measure of this machine's noise.", ""]
+            eff = rv.get("effect")
+            if eff:
+                f, m = eff["first_visit"], eff["median_of_visits"]
+                L += [f"What the revisits buy, on this campaign ({eff['n_models']} models, the same random 80/20 splits,"
+                      f" {eff['seeds']} seeds, architectures scored): labelled with each model's first visit only, the"
+                      f" profile lands {pct(f['within_10pct'])} within ±10 % and {pct(f['within_5pct'])} within ±5 %;"
+                      f" with the median of its visits, {pct(m['within_10pct'])} and {pct(m['within_5pct'])}.", ""]
         if r.get("op_slices"):
             o = r["op_slices"]
             L += [f"Per-kernel times from single-operator slices (LiteRT reports none): {o['operators_timed']}"
@@ -510,13 +598,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="ort1,ort2,tflite1")
     ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--revisit-share", type=float, default=0.5,
+                    help="Share of campaign turns that time an already-measured model again (CampaignSettings.revisit_share).")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgecost-benchmarks"))
     ap.add_argument("--reuse", action="store_true", help="Reuse the campaigns already in --work; run the missing ones.")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     ap.add_argument("--results", type=Path, default=ROOT / "models" / "benchmarks" / "results.json")
     ap.add_argument("--merge", action="store_true",
                     help="Keep the other targets' figures in --results and replace only those in --targets.")
-    ap.add_argument("--skip", default="", help="Comma list of parts to skip: realistic,family,curve,regressors,agreement")
+    ap.add_argument("--skip", default="", help="Comma list of parts to skip: realistic,family,curve,regressors,agreement,revisit-effect")
     ap.add_argument("--refresh-realistic", action="store_true",
                     help="Only re-measure and re-predict the realistic models with the profiles in --work.")
     ap.add_argument("--refresh-kernel-reference", action="store_true",
@@ -568,15 +658,19 @@ def main() -> None:
         if not reuse:
             shutil.rmtree(home, ignore_errors=True)
         r: dict[str, Any] = {}
-        camp = campaign(name, home, args.minutes, seed=SEEDS[name]) if not reuse else None
+        camp = campaign(name, home, args.minutes, seed=SEEDS[name], revisit_share=args.revisit_share) if not reuse else None
         ds, target = dataset(name, home)
         r["target"] = target.key
         if camp is None:
             from edgecost.store import Store
 
             c = Store().campaigns()[-1]
-            camp = {"measured": c["measured_ok"], "failed": c["measured_failed"], "device_seconds": c["device_seconds"],
-                    "wall_s": args.minutes * 60}
+            rows = Store().measurements(campaign_id=c["id"], status=None, with_profiles=False)
+            again = [m for m in rows if "#r" in (m.campaign_item or "")]
+            camp = {"measured": sum(m.status == "ok" for m in rows) - sum(m.status == "ok" for m in again),
+                    "revisited": sum(m.status == "ok" for m in again),
+                    "failed": sum(m.status != "ok" and "#r" not in (m.campaign_item or "") for m in rows), "device_seconds": c["device_seconds"],
+                    "wall_s": args.minutes * 60, "revisit_share": c["settings"].get("revisit_share", 0.0)}
         r["campaign"] = camp
         log(name, "dataset:", len(ds.models), "models; execution", ds.execution)
         if TARGETS[name]["runtime"] == "tflite":
@@ -592,8 +686,12 @@ def main() -> None:
                 r["interval"][part] = {"coverage": m["interval_coverage"]["mean"],
                                        "median_width_pct": m["interval_median_width_pct"]["mean"]}
         r["family_out"] = family_out(ds.models, kernels) if "family" not in skip else {}
+        tl, visits = timeline(home, target)
         if "curve" not in skip:
-            r["curve"] = curve(ds, timeline(home, target), kernels)
+            r["curve"] = curve(ds, tl, kernels, visits)
+        r["revisits"] = revisit_agreement(visits, {m.key: m.family for m in ds.models}, kernels)
+        if r["revisits"] and "revisit-effect" not in skip:
+            r["revisits"]["effect"] = revisit_effect(name, home, args.work, ds, kernels)
         from edgecost.predictor.train import train_and_save
         from edgecost.store import Store
 

@@ -47,7 +47,8 @@ def test_campaign_stores_and_resumes_without_duplicates(home):
         r2 = run_campaign(s, T, store, budget_s=120, max_items=3)  # resumes campaign 1 with its stored settings
     assert r2.campaign_id == r1.campaign_id and r2.skipped_already_done == 4 and r2.measured == 3
     items = _items(store, r1.campaign_id)
-    assert len(items) == len(set(items)) == 7
+    # The resume also times the first run's models again (revisits, CampaignSettings.revisit_share).
+    assert len(items) == len(set(items)) and len([i for i in items if "#r" not in i]) == 7
     with LocalSession(local_device()) as s:
         r3 = run_campaign(s, T, store, budget_s=120, settings=SETTINGS, new=True, max_items=1)
     assert r3.campaign_id != r1.campaign_id
@@ -69,14 +70,17 @@ def test_stop_event_interrupts_cleanly(home):
     assert store.campaign(r.campaign_id)["status"] == "interrupted"
 
 
-class CrashOnSecondModel(LocalSession):
-    """The agent's worker really dies from SIGSEGV on the second bench (the agent's test hook)."""
+class CrashingSession(LocalSession):
+    """The agent's worker really dies from SIGSEGV on the benches ``crash_on(n, path)`` picks
+    (the agent's test hook; ``n`` counts this session's benches from 1)."""
 
-    benches = 0
+    def __init__(self, *args, crash_on, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.crash_on, self.benches = crash_on, 0
 
     def bench(self, device_model_path, **args):
-        CrashOnSecondModel.benches += 1
-        if CrashOnSecondModel.benches == 2:
+        self.benches += 1
+        if self.crash_on(self.benches, str(device_model_path)):
             args["test_hook"] = "segv"
         return super().bench(device_model_path, **args)
 
@@ -84,7 +88,7 @@ class CrashOnSecondModel(LocalSession):
 def test_a_crashing_model_is_recorded_and_the_campaign_goes_on(home):
     store = Store()
     env = dict(os.environ, EDGECOST_AGENT_TEST_HOOKS="1")
-    with CrashOnSecondModel(local_device(), env=env) as s:
+    with CrashingSession(local_device(), env=env, crash_on=lambda n, path: n == 2) as s:
         r = run_campaign(s, T, store, budget_s=120, settings=SETTINGS, max_items=4)
     assert (r.measured, r.failed) == (3, 1)
     [failed] = store.measurements(T, status="failed")
@@ -120,7 +124,8 @@ def test_killed_campaign_loses_nothing_and_resumes(home):
     with LocalSession(local_device()) as s:
         r = run_campaign(s, T, store, budget_s=120, max_items=2)
     after = {(m.campaign_item, m.median_ms) for m in store.measurements(T)}
-    assert before <= after and len(after) == len(before) + 2
+    new_items = lambda rows: [i for i, _ in rows if "#r" not in i]  # noqa: E731 (revisits apart)
+    assert before <= after and len(new_items(after)) == len(new_items(before)) + 2
     items = _items(store, r.campaign_id)
     assert len(items) == len(set(items))
 
@@ -297,3 +302,125 @@ def test_compare_campaigns_reports_drift_of_models_measured_twice(tmp_path, monk
                              capture_output=True, text=True)
     assert missing.returncode == 1 and missing.stderr.startswith("error: no store at")
     assert "Traceback" not in missing.stderr
+
+
+# -- revisits: the same model timed again minutes later --------------------------------------
+
+REVISITING = CampaignSettings(seed=11, families=("conv", "nb201"), bench=FAST, kernel_share=0.5,
+                              revisit_share=0.5, revisit_min_gap_s=0.0)
+
+
+def test_revisits_time_models_again_and_labels_are_the_median_of_visits(home):
+    from edgecost.campaign import revisit_base
+    from edgecost.predictor.dataset import build_dataset
+
+    store = Store()
+    events = []
+    with LocalSession(local_device()) as s:
+        r = run_campaign(s, T, store, budget_s=120, settings=REVISITING, max_items=4, on_event=events.append)
+    # One revisit is due after each new item; the limit stops the campaign before the fourth's.
+    assert (r.measured, r.revisited, r.failed) == (4, 3, 0)
+    assert [e.kind for e in events if e.kind in ("measured", "revisited")] == ["measured", "revisited"] * 3 + ["measured"]
+    rows = store.measurements(T, campaign_id=r.campaign_id)
+    first = {m.campaign_item: m for m in rows if "#r" not in m.campaign_item}
+    again = [m for m in rows if "#r" in m.campaign_item]
+    assert len(first) == 4 and len(again) == 3
+    for m in again:
+        assert m.campaign_item.endswith("#r1") and m.model_hash == first[revisit_base(m.campaign_item)].model_hash
+        assert m.measurement.node_profile  # a revisit brings a second per-node profile
+    ds = build_dataset(store, T)
+    by_key = {tm.key: tm for tm in ds.models}
+    for m in again:
+        visits = [x.median_ms for x in rows if x.model_hash == m.model_hash]
+        assert by_key[m.model_hash].latency_ms == pytest.approx(sum(visits) / 2)  # median of two
+
+
+def test_revisits_resume_without_duplicates_and_go_to_the_least_visited(home):
+    store = Store()
+    with LocalSession(local_device()) as s:
+        r1 = run_campaign(s, T, store, budget_s=120, settings=REVISITING, max_items=2)
+    assert (r1.measured, r1.revisited) == (2, 1)
+    with LocalSession(local_device()) as s:
+        r2 = run_campaign(s, T, store, budget_s=120, max_items=1)  # resumes with the stored settings
+    assert r2.campaign_id == r1.campaign_id and r2.skipped_already_done == 2
+    items = _items(store, r1.campaign_id)
+    assert len(items) == len(set(items))
+    # The model seen once (the second) is timed again before any model gets a third visit.
+    assert sorted(i.split("#")[1] for i in items if "#" in i) == ["r1", "r1"]
+
+
+def test_revisits_wait_for_the_minimum_gap(home):
+    store = Store()
+    slow = CampaignSettings(**{**REVISITING.to_dict(), "families": REVISITING.families, "bench": FAST,
+                               "revisit_min_gap_s": 3600.0})
+    with LocalSession(local_device()) as s:
+        r = run_campaign(s, T, store, budget_s=120, settings=slow, max_items=3)
+    assert (r.measured, r.revisited) == (3, 0)
+
+
+def test_a_crashing_revisit_is_recorded_and_that_model_is_not_tried_again(home):
+    store = Store()
+    env = dict(os.environ, EDGECOST_AGENT_TEST_HOOKS="1")
+    # A kept artifact is only timed on a revisit: every revisit crashes.
+    with CrashingSession(local_device(), env=env, crash_on=lambda n, path: "artifacts" in path) as s:
+        r = run_campaign(s, T, store, budget_s=120, settings=REVISITING, max_items=3)
+    assert (r.measured, r.revisited, r.failed) == (3, 0, 0)
+    failed = store.measurements(T, status="failed")
+    # One failed revisit per model, each model's only one: the models stay, with their first visit.
+    assert len(failed) == 2 and all(f.campaign_item.endswith("#r1") for f in failed)
+    assert len({f.campaign_item for f in failed}) == 2
+    assert len(store.measurements(T, status="ok")) == 3
+    # A resume knows those models failed again and does not try them a third time.
+    with LocalSession(local_device()) as s:
+        run_campaign(s, T, store, budget_s=120, max_items=1)
+    items = _items(store, r.campaign_id)
+    assert len(items) == len(set(items))
+
+
+def test_a_revisit_whose_artifact_is_gone_is_skipped(home):
+    from edgecost import paths
+
+    store = Store()
+
+    class RemoveArtifacts(LocalSession):
+        def bench(self, device_model_path, **args):
+            out = super().bench(device_model_path, **args)
+            for f in paths.artifacts_dir().glob("*"):
+                f.unlink()
+            return out
+
+    with RemoveArtifacts(local_device()) as s:
+        r = run_campaign(s, T, store, budget_s=120, settings=REVISITING, max_items=3)
+    assert (r.measured, r.revisited, r.failed) == (3, 0, 0)
+    assert not store.measurements(T, status="failed")
+
+
+def test_revisit_share_is_checked_and_old_campaign_settings_have_none():
+    from edgecost.errors import UsageError
+
+    with pytest.raises(UsageError, match="revisit share"):
+        CampaignSettings(revisit_share=1.0)
+    old = CampaignSettings().to_dict()
+    del old["revisit_share"], old["revisit_min_gap_s"]
+    assert CampaignSettings.from_dict(old).revisit_share == 0.0
+
+
+def test_no_model_gets_a_third_visit_while_another_waits_for_its_second(home):
+    from edgecost.campaign import Revisits
+
+    store = Store()
+    cid = store.create_campaign(T, 1, CampaignSettings().to_dict())
+    rv = Revisits(store, cid, share=0.5, min_gap_s=60.0)
+    now = time.monotonic()
+    rv.note("0:a", "ha", at=now - 600)
+    rv.note("0:a#r1", "ha", at=now - 300)  # visited twice, long ago
+    rv.note("1:b", "hb", at=now - 5)  # visited once, just now
+    assert rv.pick() is None  # b is too recent, and a must not get a third visit first
+    rv.note("2:c", "hc", at=now - 120)
+    assert rv.pick() == ("2:c#r1", "2:c", "hc")
+    rv.drop("1:b"), rv.drop("2:c")
+    assert rv.pick() == ("0:a#r2", "0:a", "ha")
+    # At share 0.5 one revisit is due per new item: 3 new items and 1 revisit so far.
+    assert rv.due()
+    rv.note("0:a#r2", "ha"), rv.note("2:c#r1", "hc")
+    assert not rv.due()

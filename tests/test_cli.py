@@ -251,3 +251,8 @@ def test_profile_with_training_reports_the_profiles_measurement_consistency(home
     assert summary["measured"] == 6
     assert "measurement_consistency" in summary  # null: a 6-model campaign has too few networks to tell
     assert list((home / "profiles").glob("local__onnxruntime__t1__fp32__b1.profile.json.gz"))
+
+
+def test_profile_rejects_a_revisit_share_outside_0_to_1(home):
+    proc = run_cli("profile", "--device", "local", "--revisit-share", "1.5", home=home)
+    assert_one_line_error(proc, 2, "revisit share", "0.3")

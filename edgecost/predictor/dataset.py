@@ -156,18 +156,7 @@ def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,
             times = None
             with_profile = [m for m in ms if m.measurement and m.measurement.node_profile]
             if with_profile:
-                meas = with_profile[-1].measurement
-                profiled = kernels_from_profile(meas.node_profile, meas.optimized_nodes)
-                if spec.runtime == "tflite":  # a PAD the delegate folds into its convolution costs nothing
-                    folded = {n for k in kernels for n in k.attrs.get("covers", ())}
-                    profiled = [(k, t) for k, t in profiled if k.name not in folded]
-                aligned, share = align_times(kernels, profiled)
-                if share >= 0.9:
-                    times = aligned
-                else:
-                    # The host's kernels do not name the device's: learn from the device's own kernels.
-                    kernels = [k for k, _ in profiled]
-                    times = [t for _, t in profiled]
+                kernels, times = _profiled_times(kernels, [m.measurement for m in with_profile], spec.runtime)
             models.append(TrainingModel(key=model_hash, kernels=kernels, latency_ms=latency, kernel_times_us=times,
                                         family=stored.family or "", meta={"source": stored.source}))
         last = rows[-1].measurement if rows else None
@@ -177,6 +166,36 @@ def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,
                              agent_version=last.agent_version if last else "", device_seconds=device_s)
     finally:
         src.close()
+
+
+def _profiled_times(kernels: list, profiles: list, runtime: str) -> tuple[list, list]:
+    """(kernels, per-kernel µs) from a model's per-node profiles, one per visit.
+
+    Aligned to the host's kernels when those name at least 90 % of what the device ran; each
+    kernel's time is then the median over the visits whose profile aligned.  Otherwise the
+    device's own kernels of the last visit are learned from.
+    """
+    folded = {n for k in kernels for n in k.attrs.get("covers", ())} if runtime == "tflite" else set()
+    visits = []
+    profiled = []
+    for meas in profiles:
+        profiled = kernels_from_profile(meas.node_profile, meas.optimized_nodes)
+        if folded:  # a PAD the delegate folds into its convolution costs nothing
+            profiled = [(k, t) for k, t in profiled if k.name not in folded]
+        aligned, share = align_times(kernels, profiled)
+        if share >= 0.9:
+            visits.append(aligned)
+    if not visits:
+        # The host's kernels do not name the device's: learn from the device's own kernels.
+        return [k for k, _ in profiled], [t for _, t in profiled]
+    if len(visits) == 1:
+        return kernels, visits[0]
+    return kernels, [_median_or_none([v[i] for v in visits]) for i in range(len(kernels))]
+
+
+def _median_or_none(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.median(known)) if known else None
 
 
 def _choose_ort_level(store, src, by_model, version, forced, n_probe, cache) -> ExecutionSpec:
