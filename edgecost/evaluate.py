@@ -85,9 +85,9 @@ def kernel_time_consistency(models: list[TrainingModel], kernel_families: set[st
     puts within ±10 % of their latency, and the same with one map for all categories.  A
     property of the measurements, not of the predictor: on a busy or throttling device the
     profiled runs and the latency runs of one network disagree, and the score of any
-    predictor trained on them falls with this share (five 15-minute campaigns of the CI VM,
-    same seed: 88 %, 83 %, 74 %, 79 %, 84 % here; 89.5 %, 76 %, 65 %, 79 %, 81 % within ±10 % on a
-    random split).
+    predictor trained on them falls with this share (seven 15-minute campaigns of the CI VM,
+    same seed: 88 %, 83 %, 74 %, 79 %, 84 %, 80 %, 72 % here; 89.5 %, 76 %, 65 %, 79 %, 81 %, 74 %,
+    71 % within ±10 % on a random split).
     None when fewer than ``5·folds`` networks have per-kernel times.
     """
     from .graph.categories import CATEGORIES, kernel_category
