@@ -88,6 +88,13 @@ class CampaignEvent:
     elapsed_s: float = 0.0
     budget_s: float = 0.0
 
+    @classmethod
+    def progress(cls, kind: str, result: "CampaignResult", start: float, budget_s: float,
+                 **fields: Any) -> "CampaignEvent":
+        """An item's event, with the campaign's running counts and time."""
+        return cls(kind, done_ok=result.measured, done_failed=result.failed,
+                   elapsed_s=time.monotonic() - start, budget_s=budget_s, **fields)
+
 
 @dataclass
 class CampaignResult:
@@ -224,7 +231,6 @@ class Revisits:
     """
 
     def __init__(self, store: Store, campaign_id: int, share: float, min_gap_s: float):
-        self.store, self.campaign_id = store, campaign_id
         self.ratio = share / (1.0 - share)  # revisits per new item
         self.min_gap_s = min_gap_s
         # base item -> [model hash, visits, monotonic time of the last visit]
@@ -234,7 +240,7 @@ class Revisits:
         for m in store.measurements(campaign_id=campaign_id, status="ok", with_profiles=False):
             self.note(m.campaign_item or "", m.model_hash, at=float("-inf"))
         for m in store.measurements(campaign_id=campaign_id, status="failed", with_profiles=False):
-            self.note_failed(m.campaign_item or "")
+            self.count(m.campaign_item or "")
             if REVISIT_MARK in (m.campaign_item or ""):
                 self.drop(revisit_base(m.campaign_item))  # as after a failed revisit in this run
 
@@ -244,12 +250,11 @@ class Revisits:
         entry = self.visits.setdefault(base, [model_hash, 0, float("-inf")])
         entry[1] += 1
         entry[2] = time.monotonic() if at is None else at
-        if REVISIT_MARK in item:
-            self.revisits_done += 1
-        else:
-            self.new_done += 1
+        self.count(item)
 
-    def note_failed(self, item: str) -> None:
+    def count(self, item: str) -> None:
+        """Count a turn spent on ``item``; alone, for a turn that leaves nothing to revisit (it
+        failed, or the model's file was not kept)."""
         if REVISIT_MARK in item:
             self.revisits_done += 1
         else:
@@ -462,9 +467,8 @@ def _measure_item(session, target, store, spec, item, prepare: Callable[[], tupl
     except ConversionError as exc:
         # A generator/converter problem on the host, not the device: record and go on.
         log.warning("item %s: conversion failed: %s", item, exc)
-        emit(CampaignEvent("failed", item=item, family=spec.family, message=f"conversion: {exc}",
-                           done_ok=result.measured, done_failed=result.failed,
-                           elapsed_s=time.monotonic() - start, budget_s=budget_s))
+        emit(CampaignEvent.progress("failed", result, start, budget_s, item=item, family=spec.family,
+                                    message=f"conversion: {exc}"))
         return
     kept = None
     if path.stat().st_size <= KEEP_ARTIFACT_MAX_BYTES:
@@ -488,10 +492,9 @@ def _measure_item(session, target, store, spec, item, prepare: Callable[[], tupl
                           campaign_item=item, seconds_spent=time.monotonic() - t0)
         result.failed += 1
         if revisits is not None:
-            revisits.note_failed(item)
-        emit(CampaignEvent("failed", item=item, family=spec.family, message=str(exc),
-                           done_ok=result.measured, done_failed=result.failed,
-                           elapsed_s=time.monotonic() - start, budget_s=budget_s))
+            revisits.count(item)
+        emit(CampaignEvent.progress("failed", result, start, budget_s, item=item, family=spec.family,
+                                    message=str(exc)))
         return
     finally:
         path.unlink(missing_ok=True)
@@ -509,10 +512,9 @@ def _measure_item(session, target, store, spec, item, prepare: Callable[[], tupl
         if revisits is not None and kept is not None:
             revisits.note(item, graph.content_hash)
         elif revisits is not None:
-            revisits.note_failed(item)  # counts as a new item, but its file was not kept: no revisit
-    emit(CampaignEvent("measured", item=item, family=spec.family, median_ms=m.stats.median_ms,
-                       done_ok=result.measured, done_failed=result.failed,
-                       elapsed_s=time.monotonic() - start, budget_s=budget_s))
+            revisits.count(item)  # a new item, but its file was not kept: nothing to revisit
+    emit(CampaignEvent.progress("measured", result, start, budget_s, item=item, family=spec.family,
+                                median_ms=m.stats.median_ms))
 
 
 def _revisit_item(session, target, store, pick: tuple[str, str, str], revisits: Revisits, bench: BenchSettings,
@@ -534,11 +536,10 @@ def _revisit_item(session, target, store, pick: tuple[str, str, str], revisits: 
     except AgentError as exc:
         store.add_failure(model_hash, target, getattr(exc, "kind", "agent_error"), str(exc), campaign_id=campaign_id,
                           campaign_item=item, seconds_spent=time.monotonic() - t0)
-        revisits.note_failed(item)
+        revisits.count(item)
         revisits.drop(base)  # it failed once on a second visit: do not spend more turns on it
-        emit(CampaignEvent("failed", item=item, family=family, message=f"revisit: {exc}",
-                           done_ok=result.measured, done_failed=result.failed,
-                           elapsed_s=time.monotonic() - start, budget_s=budget_s))
+        emit(CampaignEvent.progress("failed", result, start, budget_s, item=item, family=family,
+                                    message=f"revisit: {exc}"))
         return
     m = measurement_from_result(res, model_hash, target)
     device_s = float(res.get("total_secs") or 0.0)
@@ -547,9 +548,8 @@ def _revisit_item(session, target, store, pick: tuple[str, str, str], revisits: 
         result.revisited += 1
         result.device_seconds += device_s
     revisits.note(item, model_hash)
-    emit(CampaignEvent("revisited", item=item, family=family, median_ms=m.stats.median_ms,
-                       done_ok=result.measured, done_failed=result.failed,
-                       elapsed_s=time.monotonic() - start, budget_s=budget_s))
+    emit(CampaignEvent.progress("revisited", result, start, budget_s, item=item, family=family,
+                                median_ms=m.stats.median_ms))
 
 
 def device_warnings(facts: dict[str, Any]) -> list[str]:

@@ -141,15 +141,14 @@ def revisit_agreement(visits: dict[str, list[tuple[float, float]]], families: di
             "models": len(visits)}
 
 
-def revisit_effect(name: str, home: Path, work: Path, ds, kernels: set[str], seeds: int = 5) -> dict[str, Any] | None:
+def revisit_effect(name: str, home: Path, work: Path, ds, kernels: set[str], seeds: int = 5) -> dict[str, Any]:
     """What revisits buy, on one campaign: the same models and splits, labelled with the first
     visit only (a copy of the store without the revisits) or with the median of all visits."""
     import sqlite3
 
+    from edgecost.campaign import REVISIT_MARK
     from edgecost.metrics import accuracy
 
-    if not any(len(v) > 1 for v in timeline(home, ds.target)[1].values()):
-        return None
     first_home = work / f"{name}-first-visits"
     shutil.rmtree(first_home, ignore_errors=True)
     first_home.mkdir(parents=True)
@@ -159,7 +158,7 @@ def revisit_effect(name: str, home: Path, work: Path, ds, kernels: set[str], see
     shutil.copyfile(home / "edgecost.sqlite", first_home / "edgecost.sqlite")
     (first_home / "artifacts").symlink_to(home / "artifacts")
     con = sqlite3.connect(first_home / "edgecost.sqlite")
-    con.execute("DELETE FROM measurements WHERE campaign_item LIKE '%#r%'")
+    con.execute("DELETE FROM measurements WHERE instr(campaign_item, ?) > 0", (REVISIT_MARK,))
     con.commit()
     con.close()
     first = {m.key: m for m in dataset(name, first_home)[0].models}
@@ -669,13 +668,15 @@ def main() -> None:
         if camp is None:
             from edgecost.store import Store
 
+            from edgecost.campaign import REVISIT_MARK
+
             c = Store().campaigns()[-1]
-            rows = Store().measurements(campaign_id=c["id"], status=None, with_profiles=False)
-            again = [m for m in rows if "#r" in (m.campaign_item or "")]
-            camp = {"measured": sum(m.status == "ok" for m in rows) - sum(m.status == "ok" for m in again),
-                    "revisited": sum(m.status == "ok" for m in again),
-                    "failed": sum(m.status != "ok" and "#r" not in (m.campaign_item or "") for m in rows), "device_seconds": c["device_seconds"],
-                    "wall_s": args.minutes * 60, "revisit_share": c["settings"].get("revisit_share", 0.0)}
+            counts = {(again, ok): 0 for again in (False, True) for ok in (False, True)}
+            for m in Store().measurements(campaign_id=c["id"], status=None, with_profiles=False):
+                counts[REVISIT_MARK in (m.campaign_item or ""), m.status == "ok"] += 1
+            camp = {"measured": counts[False, True], "revisited": counts[True, True], "failed": counts[False, False],
+                    "device_seconds": c["device_seconds"], "wall_s": args.minutes * 60,
+                    "revisit_share": c["settings"].get("revisit_share", 0.0)}
         r["campaign"] = camp
         log(name, "dataset:", len(ds.models), "models; execution", ds.execution)
         if TARGETS[name]["runtime"] == "tflite":
