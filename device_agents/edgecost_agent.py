@@ -57,7 +57,7 @@ pywarnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to dead
 # Constants and errors
 # =====================================================================================
 
-AGENT_VERSION = "0.1.0"
+AGENT_VERSION = "0.2.0"
 PROTOCOL_VERSION = 1
 SCHEMA_VERSION = 1
 
@@ -1677,7 +1677,8 @@ def aggregate_ort_profile(events, skip_runs=1):
     :param events: list of dict, the profile JSON (Chrome trace events)
     :param skip_runs: int, leading ``model_run`` windows to ignore (warm-up)
     :returns: list of OrderedDict -- name, op_type, provider, input_shapes, output_shapes,
-        input_dtypes, output_dtypes, median_us, mean_us, n
+        input_dtypes, output_dtypes, median_us, min_us, mean_us, n (min_us since agent 0.2.0: the
+        node's fastest timed run, the host's label when it learns fastest-run latency)
     """
     runs = sorted((e.get("ts", 0), e.get("ts", 0) + e.get("dur", 0)) for e in events
                   if e.get("cat") == "Session" and e.get("name") == "model_run")
@@ -1710,6 +1711,7 @@ def aggregate_ort_profile(events, skip_runs=1):
             ("output_shapes", record["output_shapes"]),
             ("input_dtypes", record["input_dtypes"]), ("output_dtypes", record["output_dtypes"]),
             ("median_us", finite_or_none(percentile(durations, 50), 3)),
+            ("min_us", finite_or_none(durations[0], 3)),
             ("mean_us", finite_or_none(sum(durations) / len(durations), 3)),
             ("n", len(durations))]))
     return out

@@ -340,10 +340,17 @@ def _merge(a, b):
 
 
 def train(device: str = "local", *, runtime: str | None = None, threads: int | None = None,
-          precision: str | None = None, batch: int | None = None, store: Any = None):
-    """Fit the target's profile from the store and save it; returns the saved path."""
+          precision: str | None = None, batch: int | None = None, store: Any = None, statistic: str | None = None):
+    """Fit the target's profile from the store and save it; returns the saved path.
+
+    ``statistic``: what the profile learns as a model's latency, ``"min"`` (the default: its
+    fastest timed run, the latency of the device when nothing else runs on it) or
+    ``"median"`` (see ``edgecost.predictor.labels``).
+    """
     from .predictor import train as trainer
+    from .predictor.labels import DEFAULT_LATENCY_STATISTIC, check_statistic
     from .store import Store
 
+    statistic = check_statistic(statistic or DEFAULT_LATENCY_STATISTIC)
     _, target = resolve_target(device, runtime, threads, precision, batch)
-    return trainer.train_and_save(store or Store(), target)
+    return trainer.train_and_save(store or Store(), target, statistic=statistic)

@@ -134,7 +134,9 @@ def predict(models, device, runtime, threads, precision, batch, input_shape, pro
             for k in sorted(p.kernels, key=lambda k: -k.latency_ms):
                 kt.add_row(k.name, k.op_type, f"{k.latency_ms:.4f}", ", ".join(k.covers[:4]))
             con.print(kt)
-    con.print(f"[dim]profile: {preds[0].profile}[/dim]" if preds else "")
+    what = {"min": "; latency = the fastest run, the device with nothing else running",
+            "median": "; latency = the median run"}
+    con.print(f"[dim]profile: {preds[0].profile}{what.get(preds[0].latency_statistic, '')}[/dim]" if preds else "")
 
 
 # -- measure ----------------------------------------------------------------------
@@ -227,7 +229,7 @@ def _print_measurement(con, path, meas) -> None:
                    "a less accurate profile: per-kernel times are then inferred from whole-model times).")
 @click.option("--revisit-share", type=float, default=None,
               help="Share of measuring turns that time an already-measured model again, at least a minute "
-                   "after its last visit; each model's latency is the median of its visits. Averages out "
+                   "after its last visit; each model's latency then comes from all its visits. Averages out "
                    "slow drift (a shared or throttling machine) at the cost of fewer models. 0 turns it off. "
                    "Default: 0.5.")
 @click.option("--prefetch/--no-prefetch", default=None,
@@ -277,14 +279,17 @@ def profile(device, devices, runtime, threads, precision, batch, budget_minutes,
 @cli.command()
 @click.option("--device", default="local", show_default=True)
 @target_options
+@click.option("--statistic", type=click.Choice(["min", "median"]), default="min", show_default=True,
+              help="What a model's latency is: min = its fastest timed run over all visits (the device with "
+                   "nothing else running; the most reproducible), median = the median of its visits' medians.")
 @click.option("--json", "as_json", is_flag=True)
-def train(device, runtime, threads, precision, batch, as_json):
+def train(device, runtime, threads, precision, batch, statistic, as_json):
     """Fit the target's profile from the measurements in the store."""
     from . import api
     from .evaluate import describe_consistency
     from .predictor.profile import Profile
 
-    path = api.train(device, runtime=runtime, threads=threads, precision=precision, batch=batch)
+    path = api.train(device, runtime=runtime, threads=threads, precision=precision, batch=batch, statistic=statistic)
     card = Profile.load(path).card
     consistency = card.get("measurement_consistency")
     if as_json:
@@ -309,14 +314,17 @@ def train(device, runtime, threads, precision, batch, as_json):
 @click.option("--seeds", type=int, default=5, show_default=True, help="Repetitions (random protocol).")
 @click.option("--plot", type=click.Path(path_type=Path), default=None,
               help="Write the predicted-vs-measured scatter (log-log, ±10% band) to this PNG.")
+@click.option("--statistic", type=click.Choice(["min", "median"]), default="min", show_default=True,
+              help="What a model's latency is: min = its fastest timed run over all visits (the device with "
+                   "nothing else running; the most reproducible), median = the median of its visits' medians.")
 @click.option("--json", "as_json", is_flag=True)
-def evaluate(device, runtime, threads, precision, batch, protocol, seeds, plot, as_json):
+def evaluate(device, runtime, threads, precision, batch, protocol, seeds, plot, statistic, as_json):
     """How accurate the target's predictor is, on models held out of its training."""
     from . import api
     from .evaluate import evaluate_target, format_report
 
     _, target = api.resolve_target(device, runtime, threads, precision, batch)
-    report = evaluate_target(target, protocol=protocol, seeds=seeds, plot_path=plot)
+    report = evaluate_target(target, protocol=protocol, seeds=seeds, plot_path=plot, statistic=statistic)
     if as_json:
         _print_json(report)
     else:

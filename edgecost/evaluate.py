@@ -17,6 +17,7 @@ import numpy as np
 from .errors import NoProfileError
 from .metrics import accuracy, mean_std
 from .predictor.dataset import TargetDataset, build_dataset
+from .predictor.labels import DEFAULT_LATENCY_STATISTIC, DESCRIPTIONS
 from .predictor.model import LatencyPredictor, TrainingModel
 from .records import Target
 from .store import Store
@@ -148,14 +149,15 @@ def _kernel_families() -> set[str]:
 
 
 def evaluate_target(target: Target, *, protocol: str = "all", seeds: int = 5, plot_path: str | Path | None = None,
-                    store: Store | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+                    store: Store | None = None, params: dict[str, Any] | None = None,
+                    statistic: str = DEFAULT_LATENCY_STATISTIC) -> dict[str, Any]:
     st = store or Store()
-    ds = build_dataset(st, target)
+    ds = build_dataset(st, target, statistic=statistic)
     if len(ds.models) < 10:
         raise NoProfileError(f"only {len(ds.models)} measured models for {target.key}; evaluation needs 10 or more",
                              f"run `edgecost profile --device {target.device}` first")
     report: dict[str, Any] = {"target": target.key, "n_models": len(ds.models), "families": ds.families,
-                              "execution": ds.execution.to_dict()}
+                              "execution": ds.execution.to_dict(), "latency_statistic": statistic}
     if protocol in ("random", "all"):
         report["random"] = random_split(ds, seeds=seeds, params=params)
     if protocol in ("family", "all"):
@@ -209,6 +211,8 @@ def write_scatter(points, path: str | Path, title: str = "") -> Path:
 def format_report(report: dict[str, Any]) -> str:
     lines = [f"[bold]{report['target']}[/bold]: {report['n_models']} measured models; "
              f"kernels via {report['execution']}"]
+    if report.get("latency_statistic"):
+        lines.append(f"latency: {DESCRIPTIONS[report['latency_statistic']]}")
 
     def fmt(summary: dict[str, Any]) -> str:
         def ms(k, scale=100.0, unit="%"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import platform
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -135,8 +135,11 @@ def host_ort_version() -> str:
 
 
 def kernels_from_profile(node_profile: Sequence[dict[str, Any]],
-                         optimized_nodes: Sequence[dict[str, Any]]) -> list[tuple[KernelRecord, float]]:
-    """(kernel record, measured µs) for every node the device's runtime executed."""
+                         optimized_nodes: Sequence[dict[str, Any]],
+                         time_us: Callable[[dict[str, Any]], float] | None = None
+                         ) -> list[tuple[KernelRecord, float]]:
+    """(kernel record, measured µs) for every node the device's runtime executed; ``time_us``
+    picks a node's time from its profile entry (default: its median run)."""
     by_name = {n.get("name"): n for n in optimized_nodes}
     out = []
     for p in node_profile:
@@ -151,7 +154,7 @@ def kernels_from_profile(node_profile: Sequence[dict[str, Any]],
             output_shapes=tuple(tuple(int(d) for d in s) for s in p.get("output_shapes") or ()),
             attrs=dict(node.get("attrs") or {}),
         )
-        out.append((with_cost(k), float(p.get("median_us", 0.0))))
+        out.append((with_cost(k), time_us(p) if time_us else float(p.get("median_us", 0.0))))
     return out
 
 

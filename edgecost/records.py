@@ -269,6 +269,7 @@ class Prediction:
     energy_mj: float | None = None
     profile: str = ""  # which profile answered
     interval_coverage: float = 0.9
+    latency_statistic: str = "median"  # what the profile learned as latency: "min" (fastest run) or "median"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -282,6 +283,7 @@ class Prediction:
             "low_ms": round(self.low_ms, 6),
             "high_ms": round(self.high_ms, 6),
             "interval_coverage": self.interval_coverage,
+            "latency_statistic": self.latency_statistic,
             "energy_mj": self.energy_mj,
             "profile": self.profile,
             "kernels": [k.to_dict() for k in self.kernels],

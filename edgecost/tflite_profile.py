@@ -28,18 +28,22 @@ class OpTimes:
     campaign does not time the same operator twice.
     """
 
-    def __init__(self, times_us: dict[str, float] | None = None):
-        self.times_us: dict[str, float] = dict(times_us or {})
+    def __init__(self, times_us: dict[str, float] | None = None, min_times_us: dict[str, float] | None = None):
+        self.times_us: dict[str, float] = dict(times_us or {})  # median run per signature
+        self.min_times_us: dict[str, float] = dict(min_times_us or {})  # fastest run, where timed with it
         self.failed: set[str] = set()
 
     @classmethod
     def from_store(cls, store: Store, target: Target) -> OpTimes:
         times: dict[str, float] = {}
+        fastest: dict[str, float] = {}
         for row in store.measurements(target, status="ok"):
             for p in (row.measurement.node_profile if row.measurement else ()):
                 if p.get("signature") and p.get("median_us") is not None:
                     times.setdefault(str(p["signature"]), float(p["median_us"]))
-        return cls(times)
+                    if p.get("min_us") is not None:
+                        fastest.setdefault(str(p["signature"]), float(p["min_us"]))
+        return cls(times, fastest)
 
     def measure(self, session, target: Target, path: Path, graph, workdir: Path,
                 settings: BenchSettings = SLICE_BENCH) -> tuple[tuple[dict[str, Any], ...], float]:
@@ -73,8 +77,10 @@ class OpTimes:
             finally:
                 sl_path.unlink(missing_ok=True)
             self.times_us[sl.signature] = float(res["stats"]["median_ms"]) * 1000.0
+            if res["stats"].get("min_ms") is not None:
+                self.min_times_us[sl.signature] = float(res["stats"]["min_ms"]) * 1000.0
             device_s += float(res.get("total_secs") or 0.0)
-        return _mark_folded(op_profile(kernels, self.times_us), kernels), device_s
+        return _mark_folded(op_profile(kernels, self.times_us, self.min_times_us), kernels), device_s
 
 
 def _mark_folded(profile: tuple[dict[str, Any], ...], kernels: list) -> tuple[dict[str, Any], ...]:

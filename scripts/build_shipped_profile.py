@@ -59,6 +59,8 @@ def main() -> None:
         f" executed kernels from ONNX Runtime's optimizer at level `{profile.execution.ort_level}`"
         if args.runtime == "onnxruntime" else f"- runtime: {args.runtime} {profile.card.get('runtime_version', '')},"
         f" {args.threads} thread(s), fp32, batch 1, XNNPACK on",
+        f"- latency: {profile.card['latency_statistic']['what']} (`edgecost train --statistic"
+        f" {profile.card['latency_statistic']['name']}`)",
         f"- training data: {tr['n_models']} generated models ({tr['n_kernels']} kernels), per-kernel times"
         f" {'measured (ORT per-node profile)' if tr['kernel_times_measured'] else 'inferred from whole-model times'};"
         f" families: {', '.join(f'{k} {v}' for k, v in tr['families'].items())}",

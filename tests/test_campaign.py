@@ -240,6 +240,7 @@ def test_tflite_campaign_times_each_distinct_operator_once(home):
         prof = row.measurement.node_profile
         assert {p["name"] for p in prof} <= {k.name for k in kernels}
         assert all(p["median_us"] > 0 and p["source"] == "op-slice" for p in prof)
+        assert all(0 < p["min_us"] <= p["median_us"] for p in prof)  # the slice's fastest run too
         sliced |= {op_signature(k) for k in kernels}
         missing += len(kernels) - len(prof)
     assert missing >= 1  # the crashed slice's operator has no time
@@ -310,7 +311,7 @@ REVISITING = CampaignSettings(seed=11, families=("conv", "nb201"), bench=FAST, k
                               revisit_share=0.5, revisit_min_gap_s=0.0)
 
 
-def test_revisits_time_models_again_and_labels_are_the_median_of_visits(home):
+def test_revisits_time_models_again_and_labels_combine_the_visits(home):
     from edgecost.campaign import revisit_base
     from edgecost.predictor.dataset import build_dataset
 
@@ -328,11 +329,19 @@ def test_revisits_time_models_again_and_labels_are_the_median_of_visits(home):
     for m in again:
         assert m.campaign_item.endswith("#r1") and m.model_hash == first[revisit_base(m.campaign_item)].model_hash
         assert m.measurement.node_profile  # a revisit brings a second per-node profile
-    ds = build_dataset(store, T)
-    by_key = {tm.key: tm for tm in ds.models}
+    fastest = {tm.key: tm for tm in build_dataset(store, T).models}  # the default statistic
+    middle = {tm.key: tm for tm in build_dataset(store, T, statistic="median").models}
     for m in again:
-        visits = [x.median_ms for x in rows if x.model_hash == m.model_hash]
-        assert by_key[m.model_hash].latency_ms == pytest.approx(sum(visits) / 2)  # median of two
+        visits = [x for x in rows if x.model_hash == m.model_hash]
+        assert fastest[m.model_hash].latency_ms == pytest.approx(min(x.measurement.stats.min_ms for x in visits))
+        assert middle[m.model_hash].latency_ms == pytest.approx(sum(x.median_ms for x in visits) / 2)
+        # Each kernel's fastest profiled run over both visits, never slower than its median over them.
+        quick, typical = fastest[m.model_hash].kernel_times_us, middle[m.model_hash].kernel_times_us
+        assert quick and len(quick) == len(typical)
+        pairs = [(q, t) for q, t in zip(quick, typical) if q is not None and t is not None]
+        assert pairs and all(q <= t for q, t in pairs) and any(q < t for q, t in pairs)
+    assert all(min(x.measurement.stats.min_ms for x in rows if x.model_hash == tm.key) == pytest.approx(tm.latency_ms)
+               for tm in fastest.values())
 
 
 def test_revisits_resume_without_duplicates_and_go_to_the_least_visited(home):

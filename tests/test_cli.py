@@ -228,19 +228,30 @@ def test_measure_torchscript_model(home, tmp_path):
     assert rec["runtime"] == "torch" and rec["n"] >= 3
 
 
-def test_train_reports_cross_validated_accuracy_and_measurement_consistency(profiled, tmp_path):
+def test_train_reports_accuracy_and_consistency_and_records_its_latency_statistic(profiled, tmp_path):
     import shutil
+
+    from edgecost.predictor.profile import Profile
 
     home = tmp_path / "home"
     shutil.copytree(profiled.home, home)  # the fixture's own profile stays as other tests expect it
+    model = Path(__file__).resolve().parents[1] / "models" / "examples" / "mobilenetv2_like.onnx"
     proc = run_cli("train", "--json", home=home, timeout=600)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert Path(out["profile"]).is_file() and out["profile"].startswith(str(home))
     assert 0.0 <= out["accuracy"]["within_10pct"] <= 1.0 and out["accuracy"]["n"] >= 40
     assert "measurement_consistency" in out  # null below 25 networks with kernel times
-    text = run_cli("train", home=home, timeout=600)
+    assert Profile.load(out["profile"]).card["latency_statistic"]["name"] == "min"  # the default
+    pred = run_cli("predict", str(model), "--device", "local", "--json", home=home)
+    assert pred.returncode == 0 and json.loads(pred.stdout)["latency_statistic"] == "min"
+    assert "latency = the fastest run" in run_cli("predict", str(model), "--device", "local", home=home).stdout
+    text = run_cli("train", "--statistic", "median", home=home, timeout=600)
     assert text.returncode == 0 and "profile saved" in text.stdout and "cross-validated" in text.stdout
+    assert Profile.load(out["profile"]).card["latency_statistic"]["name"] == "median"
+    pred = run_cli("predict", str(model), "--device", "local", "--json", home=home)
+    assert pred.returncode == 0 and json.loads(pred.stdout)["latency_statistic"] == "median"
+    assert_one_line_error(run_cli("train", "--statistic", "mean", home=home), 2, "--statistic", "'min', 'median'")
 
 
 def test_profile_with_training_reports_the_profiles_measurement_consistency(home):

@@ -157,13 +157,18 @@ def distinct_slices(data: bytes | Path, kernels: list[KernelRecord], skip: set[s
             yield OpSlice(i, sig, slicer.slice(i))
 
 
-def op_profile(kernels: list[KernelRecord], times_us: dict[str, float]) -> tuple[dict[str, Any], ...]:
-    """A per-node profile of the model (the agent's ORT profile layout) from per-signature times."""
+def op_profile(kernels: list[KernelRecord], times_us: dict[str, float],
+               min_times_us: dict[str, float] | None = None) -> tuple[dict[str, Any], ...]:
+    """A per-node profile of the model (the agent's ORT profile layout) from per-signature
+    median times, and fastest-run times where known."""
     out = []
     for k in kernels:
         sig = op_signature(k)
         if sig in times_us:
-            out.append({"name": k.name, "op_type": k.op_type, "median_us": float(times_us[sig]), "signature": sig,
-                        "input_shapes": [list(s) for s in k.input_shapes],
-                        "output_shapes": [list(s) for s in k.output_shapes], "source": "op-slice"})
+            entry = {"name": k.name, "op_type": k.op_type, "median_us": float(times_us[sig]), "signature": sig,
+                     "input_shapes": [list(s) for s in k.input_shapes],
+                     "output_shapes": [list(s) for s in k.output_shapes], "source": "op-slice"}
+            if min_times_us and sig in min_times_us:
+                entry["min_us"] = float(min_times_us[sig])
+            out.append(entry)
     return tuple(out)

@@ -1,10 +1,11 @@
 """Training data for one target, assembled from the store.
 
-For each measured model: its end-to-end median (median of medians when measured more
-than once), the kernels the target's runtime executes (obtained on the host, see
-``edgecost.fusion``) and the measured per-kernel times, aligned with those kernels by
-node name: ONNX Runtime's per-node profile, or for LiteRT the times of the model's
-single-operator slices (``edgecost.graph.tflite_slice``, timed by the campaign).
+For each measured model: its end-to-end latency over all its visits, by the chosen
+statistic (``labels``: the fastest run by default, or the median), the kernels the target's
+runtime executes (obtained on the host, see ``edgecost.fusion``) and the measured
+per-kernel times by the same statistic, aligned with those kernels by node name: ONNX
+Runtime's per-node profile, or for LiteRT the times of the model's single-operator slices
+(``edgecost.graph.tflite_slice``, timed by the campaign).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..fusion import (
 )
 from ..records import KernelRecord, ModelGraph, Target
 from ..store import Store
+from .labels import DEFAULT_LATENCY_STATISTIC, check_statistic, combine_visits, model_latency_ms, node_time_us
 from .model import TrainingModel
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class TargetDataset:
     runtime_version: str = ""
     agent_version: str = ""
     device_seconds: float = 0.0
+    statistic: str = DEFAULT_LATENCY_STATISTIC
 
     @property
     def families(self) -> dict[str, int]:
@@ -126,8 +129,10 @@ def host_runtime_version(runtime: str) -> str:
 
 
 def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,
-                  level_probe_models: int = 24) -> TargetDataset:
-    """Everything the predictor of ``target`` learns from, with the execution spec chosen."""
+                  level_probe_models: int = 24, statistic: str = DEFAULT_LATENCY_STATISTIC) -> TargetDataset:
+    """Everything the predictor of ``target`` learns from, with the execution spec chosen;
+    labels by ``statistic`` (``labels.LATENCY_STATISTICS``)."""
+    check_statistic(statistic)
     rows = store.measurements(target, status="ok")
     by_model: dict[str, list[Any]] = defaultdict(list)
     for r in rows:
@@ -152,34 +157,40 @@ def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,
             if not kernels:
                 skipped["model file unavailable"] += 1
                 continue
-            latency = float(np.median([m.median_ms for m in ms]))
+            latency = model_latency_ms(ms, statistic)
             times = None
             with_profile = [m for m in ms if m.measurement and m.measurement.node_profile]
             if with_profile:
-                kernels, times = _profiled_times(kernels, [m.measurement for m in with_profile], spec.runtime)
+                kernels, times = _profiled_times(kernels, [m.measurement for m in with_profile], spec.runtime,
+                                                 statistic)
             models.append(TrainingModel(key=model_hash, kernels=kernels, latency_ms=latency, kernel_times_us=times,
                                         family=stored.family or "", meta={"source": stored.source}))
         last = rows[-1].measurement if rows else None
         device_s = sum(float(c["device_seconds"]) for c in store.campaigns() if c["target_key"] == target.key)
         return TargetDataset(target=target, models=models, execution=spec, skipped=dict(skipped),
                              runtime_version=last.runtime_version if last else "",
-                             agent_version=last.agent_version if last else "", device_seconds=device_s)
+                             agent_version=last.agent_version if last else "", device_seconds=device_s,
+                             statistic=statistic)
     finally:
         src.close()
 
 
-def _profiled_times(kernels: list, profiles: list, runtime: str) -> tuple[list, list]:
+def _profiled_times(kernels: list, profiles: list, runtime: str,
+                    statistic: str = DEFAULT_LATENCY_STATISTIC) -> tuple[list, list]:
     """(kernels, per-kernel µs) from a model's per-node profiles, one per visit.
 
     Aligned to the host's kernels when those name at least 90 % of what the device ran; each
-    kernel's time is then the median over the visits whose profile aligned.  Otherwise the
-    device's own kernels of the last visit are learned from.
+    kernel's time is then combined, by ``statistic``, over the visits whose profile aligned.
+    Otherwise the device's own kernels of the last visit are learned from.
     """
+    def time_us(entry: dict) -> float:
+        return node_time_us(entry, statistic)
+
     folded = {n for k in kernels for n in k.attrs.get("covers", ())} if runtime == "tflite" else set()
     visits = []
     profiled = []
     for meas in profiles:
-        profiled = kernels_from_profile(meas.node_profile, meas.optimized_nodes)
+        profiled = kernels_from_profile(meas.node_profile, meas.optimized_nodes, time_us)
         if folded:  # a PAD the delegate folds into its convolution costs nothing
             profiled = [(k, t) for k, t in profiled if k.name not in folded]
         aligned, share = align_times(kernels, profiled)
@@ -190,12 +201,7 @@ def _profiled_times(kernels: list, profiles: list, runtime: str) -> tuple[list, 
         return [k for k, _ in profiled], [t for _, t in profiled]
     if len(visits) == 1:
         return kernels, visits[0]
-    return kernels, [_median_or_none([v[i] for v in visits]) for i in range(len(kernels))]
-
-
-def _median_or_none(values: list) -> float | None:
-    known = [v for v in values if v is not None]
-    return float(np.median(known)) if known else None
+    return kernels, [combine_visits([v[i] for v in visits], statistic) for i in range(len(kernels))]
 
 
 def _choose_ort_level(store, src, by_model, version, forced, n_probe, cache) -> ExecutionSpec:

@@ -51,6 +51,11 @@ class Profile:
         return Target(**self.card["target"])
 
     @property
+    def latency_statistic(self) -> str:
+        """What the profile learned as latency; profiles trained before the choice existed learned the median."""
+        return str((self.card.get("latency_statistic") or {}).get("name", "median"))
+
+    @property
     def name(self) -> str:
         return Path(self.path).name if self.path else self.target.key
 
@@ -69,7 +74,8 @@ class Profile:
             for k, t in zip(kernels, per_kernel)
         )
         return Prediction(model=model, target=target or self.target, latency_ms=ms, low_ms=lo, high_ms=hi,
-                          kernels=kp, profile=self.name, interval_coverage=self.predictor.coverage)
+                          kernels=kp, profile=self.name, interval_coverage=self.predictor.coverage,
+                          latency_statistic=self.latency_statistic)
 
     def predict_file(self, path: str | Path, target: Target | None = None,
                      input_shapes: dict[str, tuple[int, ...]] | None = None,

@@ -11,6 +11,7 @@ from ..metrics import accuracy
 from ..records import Target
 from ..store import Store
 from .dataset import TargetDataset, build_dataset
+from .labels import DEFAULT_LATENCY_STATISTIC, DESCRIPTIONS
 from .model import LatencyPredictor
 from .profile import Profile, new_card
 from .registry import user_profile_path
@@ -27,8 +28,9 @@ def fit_dataset(ds: TargetDataset, **params) -> LatencyPredictor:
     return LatencyPredictor(**params).fit(ds.models)
 
 
-def train_profile(store: Store, target: Target, **params) -> Profile:
-    ds = build_dataset(store, target)
+def train_profile(store: Store, target: Target, statistic: str = DEFAULT_LATENCY_STATISTIC, **params) -> Profile:
+    """Fit ``target``'s profile on its stored measurements, labelled by ``statistic`` (``labels``)."""
+    ds = build_dataset(store, target, statistic=statistic)
     predictor = fit_dataset(ds, **params)
     y = np.array([m.latency_ms for m in ds.models])
     cv = accuracy(y, predictor.oof_predictions_ms_, predictor.oof_low_ms_, predictor.oof_high_ms_)
@@ -37,6 +39,7 @@ def train_profile(store: Store, target: Target, **params) -> Profile:
         device_facts=store.device_facts(target.device) or {},
         runtime_version=ds.runtime_version,
         agent_version=ds.agent_version,
+        latency_statistic={"name": ds.statistic, "what": DESCRIPTIONS[ds.statistic]},
         training={
             "n_models": len(ds.models),
             "n_kernels": predictor.n_kernels_,
@@ -68,6 +71,7 @@ def _consistency(ds: TargetDataset) -> dict | None:
     return out
 
 
-def train_and_save(store: Store, target: Target, path: str | Path | None = None, **params) -> Path:
-    profile = train_profile(store, target, **params)
+def train_and_save(store: Store, target: Target, path: str | Path | None = None,
+                   statistic: str = DEFAULT_LATENCY_STATISTIC, **params) -> Path:
+    profile = train_profile(store, target, statistic, **params)
     return profile.save(path or user_profile_path(target))

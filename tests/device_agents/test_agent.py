@@ -351,10 +351,10 @@ def test_aggregate_ort_profile_skips_warmup_and_keeps_order(agent):
     profile = agent.aggregate_ort_profile(events, skip_runs=1)
     assert [p["name"] for p in profile] == ["a", "b"]
     a, b = profile
-    assert a["n"] == 2 and a["median_us"] == 15.0 and a["mean_us"] == 15.0
+    assert a["n"] == 2 and a["median_us"] == 15.0 and a["mean_us"] == 15.0 and a["min_us"] == 10.0
     assert a["op_type"] == "Conv" and a["input_shapes"] == [[1, 3, 8, 8], [4, 3, 1, 1]]
     assert a["output_shapes"] == [[1, 4, 8, 8]] and a["input_dtypes"] == ["float", "float"]
-    assert b["op_type"] == "Relu" and b["median_us"] == 5.0
+    assert b["op_type"] == "Relu" and b["median_us"] == 5.0 and b["min_us"] == 4.0
 
 
 # =====================================================================================
