@@ -348,9 +348,8 @@ def train(device: str = "local", *, runtime: str | None = None, threads: int | N
     ``"median"`` (see ``edgecost.predictor.labels``).
     """
     from .predictor import train as trainer
-    from .predictor.labels import DEFAULT_LATENCY_STATISTIC, check_statistic
+    from .predictor.labels import DEFAULT_LATENCY_STATISTIC
     from .store import Store
 
-    statistic = check_statistic(statistic or DEFAULT_LATENCY_STATISTIC)
     _, target = resolve_target(device, runtime, threads, precision, batch)
-    return trainer.train_and_save(store or Store(), target, statistic=statistic)
+    return trainer.train_and_save(store or Store(), target, statistic=statistic or DEFAULT_LATENCY_STATISTIC)

@@ -14,6 +14,7 @@ import click
 
 from . import __version__
 from .errors import EdgecostError, UsageError
+from .predictor.labels import DEFAULT_LATENCY_STATISTIC, LATENCY_STATISTICS
 
 EXAMPLE_DEVICE = "ci-epyc-2vcpu"
 
@@ -64,6 +65,12 @@ def target_options(fn):
     for opt in options:
         fn = opt(fn)
     return fn
+
+
+statistic_option = click.option(
+    "--statistic", type=click.Choice(LATENCY_STATISTICS), default=DEFAULT_LATENCY_STATISTIC, show_default=True,
+    help="What a model's latency is: min = its fastest timed run over all visits (the device with nothing else "
+         "running; the most reproducible), median = the median of its visits' medians.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -279,9 +286,7 @@ def profile(device, devices, runtime, threads, precision, batch, budget_minutes,
 @cli.command()
 @click.option("--device", default="local", show_default=True)
 @target_options
-@click.option("--statistic", type=click.Choice(["min", "median"]), default="min", show_default=True,
-              help="What a model's latency is: min = its fastest timed run over all visits (the device with "
-                   "nothing else running; the most reproducible), median = the median of its visits' medians.")
+@statistic_option
 @click.option("--json", "as_json", is_flag=True)
 def train(device, runtime, threads, precision, batch, statistic, as_json):
     """Fit the target's profile from the measurements in the store."""
@@ -314,9 +319,7 @@ def train(device, runtime, threads, precision, batch, statistic, as_json):
 @click.option("--seeds", type=int, default=5, show_default=True, help="Repetitions (random protocol).")
 @click.option("--plot", type=click.Path(path_type=Path), default=None,
               help="Write the predicted-vs-measured scatter (log-log, ±10% band) to this PNG.")
-@click.option("--statistic", type=click.Choice(["min", "median"]), default="min", show_default=True,
-              help="What a model's latency is: min = its fastest timed run over all visits (the device with "
-                   "nothing else running; the most reproducible), median = the median of its visits' medians.")
+@statistic_option
 @click.option("--json", "as_json", is_flag=True)
 def evaluate(device, runtime, threads, precision, batch, protocol, seeds, plot, statistic, as_json):
     """How accurate the target's predictor is, on models held out of its training."""

@@ -58,10 +58,6 @@ SEEDS = {"ort1": 101, "ort2": 202, "tflite1": 303}
 STATISTIC = "min"  # set by --statistic: what a model's latency is (edgecost.predictor.labels)
 
 
-def combine(values: list[float], statistic: str | None = None) -> float:
-    """One latency from several visits' or rounds' values, by the statistic."""
-    return float(min(values)) if (statistic or STATISTIC) == "min" else float(np.median(values))
-
 
 def _env_home(home: Path) -> None:
     os.environ["EDGECOST_HOME"] = str(home)
@@ -161,7 +157,7 @@ def revisit_agreement(visits: dict[str, list[tuple[float, dict]]], families: dic
 
 def revisit_effect(name: str, home: Path, work: Path, ds, kernels: set[str], seeds: int = 5) -> dict[str, Any]:
     """What revisits buy, on one campaign: the same models and splits, labelled with the first
-    visit only (a copy of the store without the revisits) or with all its visits (``combine``)."""
+    visit only (a copy of the store without the revisits) or with all its visits (``edgecost.predictor.labels``)."""
     import sqlite3
 
     from edgecost.campaign import REVISIT_MARK
@@ -276,6 +272,7 @@ def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str],
     from dataclasses import replace
 
     from edgecost.metrics import accuracy
+    from edgecost.predictor.labels import combine_visits
 
     models = [m for m in ds.models if m.key in tl]
     test_mask = held_out(models)
@@ -285,7 +282,8 @@ def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str],
     for cut in CUTOFFS_MIN:
         train = [m for m in pool if tl[m.key][0] <= cut]
         if visits:
-            train = [replace(m, latency_ms=combine([v[STATISTIC] for t, v in visits[m.key] if t <= cut]))
+            train = [replace(m, latency_ms=combine_visits([v[STATISTIC] for t, v in visits[m.key] if t <= cut],
+                                                          STATISTIC))
                      if len(visits.get(m.key, ())) > 1 else m for m in train]
         if len(train) < 20:
             continue
@@ -315,6 +313,7 @@ def realistic(name: str, home: Path, work: Path, rounds: int = 3) -> dict[str, A
     import realistic_models as R
     from edgecost.bench import BenchSettings
     from edgecost.metrics import accuracy
+    from edgecost.predictor.labels import combine_visits
 
     _env_home(home)
     fmt = "tflite" if TARGETS[name]["runtime"] == "tflite" else "onnx"
@@ -330,7 +329,7 @@ def realistic(name: str, home: Path, work: Path, rounds: int = 3) -> dict[str, A
     rows = []
     for model, path in files.items():
         per_round = fastest[model] if STATISTIC == "min" else medians[model]
-        measured = combine(per_round)
+        measured = combine_visits(per_round, STATISTIC)
         p = edgecost.predict(path, "local", **TARGETS[name])
         rows.append({"model": model, "measured_ms": measured, "statistic": STATISTIC,
                      "round_medians_ms": medians[model], "round_min_ms": fastest[model],

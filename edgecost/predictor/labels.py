@@ -20,11 +20,10 @@ neighbour's load, so the default predicts the quiet latency and says so.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 
-import numpy as np
-
-from ..errors import UsageError
+from ..errors import UsageError  # no NumPy: the CLI reads the choices below at start-up
 
 LATENCY_STATISTICS = ("min", "median")
 DEFAULT_LATENCY_STATISTIC = "min"
@@ -46,7 +45,7 @@ def model_latency_ms(visits: Sequence, statistic: str) -> float:
     if statistic == "min":
         fastest = [_visit_min_ms(v) for v in visits]
         return float(min(fastest))
-    return float(np.median([v.median_ms for v in visits]))
+    return float(statistics.median([v.median_ms for v in visits]))
 
 
 def _visit_min_ms(visit) -> float:
@@ -69,4 +68,4 @@ def combine_visits(values: Sequence[float | None], statistic: str) -> float | No
     known = [v for v in values if v is not None]
     if not known:
         return None
-    return float(min(known)) if statistic == "min" else float(np.median(known))
+    return float(min(known)) if statistic == "min" else float(statistics.median(known))
