@@ -175,6 +175,39 @@ def test_model_correction_is_kept_only_where_it_helps_out_of_fold(model_effect):
     assert (p.correction_ is not None) == model_effect
 
 
+def test_model_correction_applies_only_inside_the_training_size_range():
+    """The correction tree learned 'deeper nets are 40 % slower' on 16-47 kernels; a 200-kernel
+    net lies beyond every size the correction saw, so it gets the calibrated kernel sum alone,
+    as a profile saved and loaded again does too.  A profile saved before the range existed
+    keeps applying the correction everywhere."""
+    from edgecost.predictor.model import LatencyPredictor, _apply_calibration
+
+    rng = np.random.default_rng(3)
+    models = _synthetic_models(rng, 120, model_effect=True)
+    p = LatencyPredictor(n_estimators=60, reconcile=False).fit(models)
+    assert p.correction_ is not None and p.correction_range_ is not None
+    inside = models[int(np.argmax([len(m.kernels) for m in models]))].kernels  # the deepest training net
+    huge = (inside * 8)[:200]
+
+    def kernel_sum_alone(kernels):
+        raw_ms = p.predict_kernels_us(kernels).sum() / 1000.0
+        return float(_apply_calibration(p.calibration_, np.array([raw_ms]), np.array([float(len(kernels))]))[0])
+
+    assert p.predict_one(inside)[0] > 1.03 * kernel_sum_alone(inside)  # the correction applies (calibration took part of the 40 %)
+    assert p.predict_one(huge)[0] == pytest.approx(kernel_sum_alone(huge), rel=1e-9)
+    np.testing.assert_allclose(p.predict_many([inside, huge]), [p.predict_one(inside)[0], p.predict_one(huge)[0]],
+                               rtol=1e-9)
+    d = json.loads(json.dumps(p.to_dict()))
+    again = LatencyPredictor.from_dict(d)
+    assert again.predict_one(huge)[0] == pytest.approx(p.predict_one(huge)[0], rel=1e-12)
+    d.pop("correction_range")
+    old = LatencyPredictor.from_dict(d)
+    assert old.predict_one(huge)[0] > 1.03 * kernel_sum_alone(huge)
+    d["correction_range"] = {"features": ["log_n_kernels"], "low": [0.0], "high": [1.0]}
+    with pytest.raises(ValueError, match="retrain"):
+        LatencyPredictor.from_dict(d)
+
+
 def test_kernel_time_never_falls_as_the_model_footprint_grows():
     """The trees are constrained: a bigger network around a kernel never makes it faster,
     even where noisy training times would let an unconstrained fit wiggle."""
