@@ -54,11 +54,19 @@ class CampaignSettings:
     # (see ``Revisits``); 0 turns revisits off.
     revisit_share: float = 0.5
     revisit_min_gap_s: float = 60.0  # a model is timed again no sooner than this after its last visit
+    # A model whose two fastest visits agree within this (fastest runs, %) is settled: no more
+    # visits; 0 revisits every model alike (the campaigns before 2026-11-28 did).
+    revisit_settle_pct: float = 3.0
+    revisit_max_visits: int = 4  # never more visits than this, settled or not
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.revisit_share < 1.0:
             raise UsageError(f"revisit share {self.revisit_share} is outside [0, 1)",
                              "pass a share such as 0.3 (0 turns revisits off)")
+        if self.revisit_settle_pct < 0 or self.revisit_max_visits < 2:
+            raise UsageError(f"revisit settle tolerance {self.revisit_settle_pct} % / at most "
+                             f"{self.revisit_max_visits} visits is not usable",
+                             "pass a tolerance >= 0 and at least 2 visits")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -71,6 +79,7 @@ class CampaignSettings:
         d["families"] = tuple(d.get("families", ()))
         d["bench"] = BenchSettings(**d.get("bench", {}))
         d.setdefault("revisit_share", 0.0)  # campaigns stored before revisits existed had none
+        d.setdefault("revisit_settle_pct", 0.0)  # ... and before settling, every model was revisited alike
         return cls(**d)
 
 
@@ -223,33 +232,44 @@ class Revisits:
 
     On a shared or thermally limited machine a model's latency drifts in states that last
     tens of seconds (a neighbour's load, a throttled clock): timing one model for longer
-    does not average that out, timing it again later does.  Every model's label is the
-    median of its visits (``build_dataset``), so a campaign that spends ``share`` of its turns
-    on revisits trades some models for cleaner labels.  The model least visited, and of those
-    the one visited longest ago, goes next; never sooner than ``min_gap_s`` after its last
-    visit.  Revisits reuse the kept artifact, so they cost device time only.
+    does not average that out, timing it again later does.  A model's label combines its
+    visits (``edgecost.predictor.labels``: the fastest run over them by default), so a
+    campaign that spends ``share`` of its turns on revisits trades some models for cleaner
+    labels.  The model least visited, and of those the one visited longest ago, goes next;
+    never sooner than ``min_gap_s`` after its last visit.
+
+    Revisits go where they pay: a model whose two fastest visits agree within ``settle_pct``
+    (their fastest runs) is *settled* and not timed again, so the turns go to the models whose
+    visits disagree (one of them ran in a slow spell, and the label is only as good as the
+    fastest visit) or, when every visited model is settled, to new models.  No model gets more
+    than ``max_visits``.  Revisits reuse the kept artifact, so they cost device time only.
     """
 
-    def __init__(self, store: Store, campaign_id: int, share: float, min_gap_s: float):
+    def __init__(self, store: Store, campaign_id: int, share: float, min_gap_s: float,
+                 settle_pct: float = 0.0, max_visits: int = 1_000_000):
         self.ratio = share / (1.0 - share)  # revisits per new item
         self.min_gap_s = min_gap_s
-        # base item -> [model hash, visits, monotonic time of the last visit]
+        self.settle = settle_pct / 100.0
+        self.max_visits = max_visits
+        # base item -> [model hash, visits, monotonic time of the last visit, fastest runs (ms) of the visits]
         self.visits: dict[str, list[Any]] = {}
         self.revisits_done = 0
         self.new_done = 0
         for m in store.measurements(campaign_id=campaign_id, status="ok", with_profiles=False):
-            self.note(m.campaign_item or "", m.model_hash, at=float("-inf"))
+            self.note(m.campaign_item or "", m.model_hash, at=float("-inf"), fastest_ms=m.measurement.stats.min_ms)
         for m in store.measurements(campaign_id=campaign_id, status="failed", with_profiles=False):
             self.count(m.campaign_item or "")
             if REVISIT_MARK in (m.campaign_item or ""):
                 self.drop(revisit_base(m.campaign_item))  # as after a failed revisit in this run
 
-    def note(self, item: str, model_hash: str, at: float | None = None) -> None:
-        """Record a successful visit of ``item`` (a new item or a revisit key)."""
+    def note(self, item: str, model_hash: str, at: float | None = None, fastest_ms: float | None = None) -> None:
+        """Record a successful visit of ``item`` (a new item or a revisit key), with its fastest run."""
         base = revisit_base(item)
-        entry = self.visits.setdefault(base, [model_hash, 0, float("-inf")])
+        entry = self.visits.setdefault(base, [model_hash, 0, float("-inf"), []])
         entry[1] += 1
         entry[2] = time.monotonic() if at is None else at
+        if fastest_ms is not None and fastest_ms > 0:
+            entry[3].append(float(fastest_ms))
         self.count(item)
 
     def count(self, item: str) -> None:
@@ -263,19 +283,34 @@ class Revisits:
     def due(self) -> bool:
         return self.revisits_done < self.ratio * self.new_done
 
+    def gap(self, base: str) -> float | None:
+        """How far apart the two fastest visits of ``base`` are (relative), None before two visits."""
+        fastest = sorted(self.visits[base][3])[:2]
+        return fastest[1] / fastest[0] - 1.0 if len(fastest) == 2 else None
+
+    def settled(self, base: str) -> bool:
+        """Whether ``base`` needs no more visits: its two fastest visits agree, or it has had the most."""
+        if self.visits[base][1] >= self.max_visits:
+            return True
+        g = self.gap(base)
+        return self.settle > 0 and g is not None and g <= self.settle
+
     def pick(self) -> tuple[str, str, str] | None:
         """(revisit item key, base item, model hash) of the next model to time again, or None.
 
-        Only models with the fewest visits so far are candidates: while those are all too
-        recent, the turn goes to a new item, so no model gets a third visit before every
-        model has had a second.
+        Only unsettled models with the fewest visits so far are candidates: while those are
+        all too recent, the turn goes to a new item, so no model gets a third visit before
+        every unsettled model has had a second.  (Ranking by how far apart a model's visits
+        are instead was tried on 2026-11-28: on a noisy ORT 2-thread campaign it gave 90
+        networks four visits and left 174 with one, and the random split fell to 35 %.)
         """
-        if not self.visits:
+        open_ = {b: v for b, v in self.visits.items() if not self.settled(b)}
+        if not open_:
             return None
         now = time.monotonic()
-        fewest = min(n for _, n, _ in self.visits.values())
+        fewest = min(v[1] for v in open_.values())
         best = None
-        for base, (model_hash, n, last) in self.visits.items():
+        for base, (model_hash, n, last, _) in open_.items():
             if n > fewest or now - last < self.min_gap_s:
                 continue
             key = (n, last)
@@ -395,7 +430,8 @@ def run_campaign(
     if prefetch is None:
         prefetch = not getattr(session, "measures_on_host_cpu", False)
     prefetcher = _Prefetcher(target.runtime, workdir) if prefetch else None
-    revisits = (Revisits(store, campaign_id, settings.revisit_share, settings.revisit_min_gap_s)
+    revisits = (Revisits(store, campaign_id, settings.revisit_share, settings.revisit_min_gap_s,
+                         settings.revisit_settle_pct, settings.revisit_max_visits)
                 if settings.revisit_share > 0 else None)
 
     def new_items() -> Iterator[tuple[int, Any, str]]:
@@ -510,7 +546,7 @@ def _measure_item(session, target, store, spec, item, prepare: Callable[[], tupl
         result.measured += 1
         result.device_seconds += device_s
         if revisits is not None and kept is not None:
-            revisits.note(item, graph.content_hash)
+            revisits.note(item, graph.content_hash, fastest_ms=m.stats.min_ms)
         elif revisits is not None:
             revisits.count(item)  # a new item, but its file was not kept: nothing to revisit
     emit(CampaignEvent.progress("measured", result, start, budget_s, item=item, family=spec.family,
@@ -547,7 +583,7 @@ def _revisit_item(session, target, store, pick: tuple[str, str, str], revisits: 
                              seconds_spent=device_s or time.monotonic() - t0) is not None:
         result.revisited += 1
         result.device_seconds += device_s
-    revisits.note(item, model_hash)
+    revisits.note(item, model_hash, fastest_ms=m.stats.min_ms)
     emit(CampaignEvent.progress("revisited", result, start, budget_s, item=item, family=family,
                                 median_ms=m.stats.median_ms))
 

@@ -239,13 +239,17 @@ def _print_measurement(con, path, meas) -> None:
                    "after its last visit; each model's latency then comes from all its visits. Averages out "
                    "slow drift (a shared or throttling machine) at the cost of fewer models. 0 turns it off. "
                    "Default: 0.5.")
+@click.option("--revisit-settle-pct", type=float, default=None,
+              help="A model whose two fastest visits agree within this many percent (their fastest runs) is "
+                   "settled and not timed again; the revisits go to models whose visits disagree, or to new "
+                   "models when all are settled. 0 revisits every model alike. Default: 3.")
 @click.option("--prefetch/--no-prefetch", default=None,
               help="Export the next model on the host while the device measures the current one. "
                    "Default: on for SSH devices, off for `local` (there the export would share the CPU "
                    "with the measurement).")
 @click.option("--json", "as_json", is_flag=True, help="Print the campaign summary as JSON.")
 def profile(device, devices, runtime, threads, precision, batch, budget_minutes, seed, families, strategy, new,
-            max_models, no_train, no_op_slices, revisit_share, prefetch, as_json):
+            max_models, no_train, no_op_slices, revisit_share, revisit_settle_pct, prefetch, as_json):
     """Measure generated models on a device until the budget is spent, then fit its profile.
 
     Interrupt with Ctrl-C at any time: what was measured is stored, and running the
@@ -264,7 +268,9 @@ def profile(device, devices, runtime, threads, precision, batch, budget_minutes,
     fams = tuple(f for f in (families or "").split(",") if f)
     settings = CampaignSettings(seed=seed, families=fams, strategy=strategy, op_profile=not no_op_slices,
                                 revisit_share=CampaignSettings.revisit_share if revisit_share is None
-                                else revisit_share)
+                                else revisit_share,
+                                revisit_settle_pct=CampaignSettings.revisit_settle_pct if revisit_settle_pct is None
+                                else revisit_settle_pct)
     from .ui import run_profiles
 
     results = run_profiles(names, dict(runtime=runtime, threads=threads, precision=precision, batch=batch),

@@ -33,6 +33,7 @@ Run it on a quiet machine: other load shifts measured latencies by several perce
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -76,11 +77,13 @@ def campaign(name: str, home: Path, minutes: float, seed: int, revisit_share: fl
 
     _env_home(home)
     t0 = time.time()
-    r = api.profile("local", **TARGETS[name], budget_minutes=minutes, new=True, train=False,
-                    settings=CampaignSettings(seed=seed, strategy="adaptive", revisit_share=revisit_share))
+    settings = CampaignSettings(seed=seed, strategy="adaptive", revisit_share=revisit_share)
+    r = api.profile("local", **TARGETS[name], budget_minutes=minutes, new=True, train=False, settings=settings)
     out = r.to_dict()
     out["wall_s"] = time.time() - t0
     out["revisit_share"] = revisit_share
+    out["revisit_settle_pct"] = settings.revisit_settle_pct
+    out["revisit_max_visits"] = settings.revisit_max_visits
     log(name, "campaign:", out["measured"], "measured,", out["revisited"], "timed again,", out["failed"], "failed in",
         round(out["wall_s"] / 60, 1), "min")
     return out
@@ -152,7 +155,18 @@ def revisit_agreement(visits: dict[str, list[tuple[float, dict]]], families: dic
     return {"n": len(twice), **by_stat[STATISTIC], "statistic": STATISTIC, "by_statistic": by_stat,
             "median_gap_min": float(np.median([v[1][0] - v[0][0] for v in twice])),
             "models_visited_twice_or_more": int(sum(len(v) >= 2 for v in visits.values())),
-            "models": len(visits)}
+            "models": len(visits),
+            # networks by visits; and how many have two visits whose fastest runs agree within ±5 %
+            # (a label that a further visit would move by less than that), the revisits' aim
+            "visits_histogram": {str(k): int(n) for k, n in sorted(collections.Counter(
+                len(v) for h, v in visits.items() if families.get(h) not in kernels).items())},
+            "settled_within_5": float(np.mean([_two_fastest_agree(v, 0.05) for h, v in visits.items()
+                                               if families.get(h) not in kernels]))}
+
+
+def _two_fastest_agree(visits: list[tuple[float, dict]], tol: float) -> bool:
+    fastest = sorted(v[1]["min"] for v in visits)
+    return len(fastest) >= 2 and fastest[1] <= fastest[0] * (1.0 + tol)
 
 
 def revisit_effect(name: str, home: Path, work: Path, ds, kernels: set[str], seeds: int = 5) -> dict[str, Any]:
@@ -515,7 +529,9 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
         L += [f"## {r['target']}", "",
               f"Campaign: `edgecost profile --device local --runtime {TARGETS[name]['runtime']} --threads"
               f" {TARGETS[name]['threads']} --budget-minutes {results['minutes']}"
-              + (f" --revisit-share {c['revisit_share']}" if c.get("revisit_share") else "") + "` (adaptive sampling):"
+              + (f" --revisit-share {c['revisit_share']}" if c.get("revisit_share") else "")
+              + (f" --revisit-settle-pct {c['revisit_settle_pct']:g}" if c.get("revisit_settle_pct") else
+                 " --revisit-settle-pct 0" if c.get("revisit_share") else "") + "` (adaptive sampling):"
               f" **{c['measured']} models** measured ({c['failed']} failed)"
               + (f", and {c['revisited']} visits of models measured earlier (each model's latency is the"
                  f" {STAT_OF_VISITS[r.get('statistic', 'median')]})" if c.get("revisited") else "")
@@ -529,7 +545,13 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
                   f" their {STAT_PLURAL[rv.get('statistic', 'median')]}"
                   + "".join(f"; by their {STAT_PLURAL[k]}, {pct(v['within_5'])} and {pct(v['within_10'])}"
                             for k, v in rv.get("by_statistic", {}).items() if k != rv.get("statistic", "median"))
-                  + ": the campaign's own measure of this machine's noise.", ""]
+                  + ": the campaign's own measure of this machine's noise."
+                  + (f" Networks by visits: {', '.join(f'{n} with {k}' for k, n in rv['visits_histogram'].items())};"
+                     f" {pct(rv['settled_within_5'])} of networks have two visits whose fastest runs agree within ±5 %"
+                     + (f" (a model is revisited until two of its visits agree within {c['revisit_settle_pct']:g} %,"
+                        f" at most {c['revisit_max_visits']} visits)." if c.get("revisit_settle_pct") else
+                        " (every model revisited alike).")
+                     if "visits_histogram" in rv else ""), ""]
             eff = rv.get("effect")
             if eff:
                 f, m = eff["first_visit"], eff.get("all_visits") or eff["median_of_visits"]
@@ -727,7 +749,9 @@ def main() -> None:
                 counts[REVISIT_MARK in (m.campaign_item or ""), m.status == "ok"] += 1
             camp = {"measured": counts[False, True], "revisited": counts[True, True], "failed": counts[False, False],
                     "device_seconds": c["device_seconds"], "wall_s": args.minutes * 60,
-                    "revisit_share": c["settings"].get("revisit_share", 0.0)}
+                    "revisit_share": c["settings"].get("revisit_share", 0.0),
+                    "revisit_settle_pct": c["settings"].get("revisit_settle_pct", 0.0),
+                    "revisit_max_visits": c["settings"].get("revisit_max_visits")}
         r["campaign"] = camp
         log(name, "dataset:", len(ds.models), "models; execution", ds.execution)
         if TARGETS[name]["runtime"] == "tflite":

@@ -307,8 +307,9 @@ def test_compare_campaigns_reports_drift_of_models_measured_twice(tmp_path, monk
 
 # -- revisits: the same model timed again minutes later --------------------------------------
 
+# Every model revisited alike (no settling): the tests of the revisit mechanics below count on it.
 REVISITING = CampaignSettings(seed=11, families=("conv", "nb201"), bench=FAST, kernel_share=0.5,
-                              revisit_share=0.5, revisit_min_gap_s=0.0)
+                              revisit_share=0.5, revisit_min_gap_s=0.0, revisit_settle_pct=0.0)
 
 
 def test_revisits_time_models_again_and_labels_combine_the_visits(home):
@@ -433,3 +434,68 @@ def test_no_model_gets_a_third_visit_while_another_waits_for_its_second(home):
     assert rv.due()
     rv.note("0:a#r2", "ha"), rv.note("2:c#r1", "hc")
     assert not rv.due()
+
+
+def test_settled_models_are_not_revisited_and_disagreeing_ones_are():
+    from edgecost.campaign import Revisits
+
+    store = Store()
+    cid = store.create_campaign(T, 1, CampaignSettings().to_dict())
+    rv = Revisits(store, cid, share=0.5, min_gap_s=0.0, settle_pct=3.0, max_visits=4)
+    past = time.monotonic() - 600
+    for item, h, first, second in (("0:a", "ha", 10.0, 10.2), ("1:b", "hb", 10.0, 13.0)):
+        rv.note(item, h, at=past, fastest_ms=first)
+        assert rv.pick() is not None  # one visit: never settled
+        rv.note(f"{item}#r1", h, at=past, fastest_ms=second)
+    # a's visits agree within 3 %: settled; b's differ by 30 % (one ran in a slow spell): timed again.
+    assert rv.settled("0:a") and not rv.settled("1:b")
+    assert rv.pick() == ("1:b#r2", "1:b", "hb")
+    rv.note("1:b#r2", "hb", at=past, fastest_ms=10.1)
+    assert rv.settled("1:b") and rv.pick() is None  # every visited model settled: turns go to new items
+    # Fewest visits first among the unsettled: c's second visit before b's fourth.
+    rv.note("2:c", "hc", at=past, fastest_ms=7.0)
+    rv.note("3:d", "hd", at=past, fastest_ms=5.0)
+    rv.note("3:d#r1", "hd", at=past, fastest_ms=8.0)
+    assert rv.pick() == ("2:c#r1", "2:c", "hc")
+    # A model visited moments ago waits for the gap.
+    soon = Revisits(store, cid, share=0.5, min_gap_s=60.0, settle_pct=3.0)
+    soon.note("0:d", "hd", fastest_ms=4.0)
+    assert soon.pick() is None
+    # The cap holds even for a model that never settles.
+    capped = Revisits(store, cid, share=0.5, min_gap_s=0.0, settle_pct=3.0, max_visits=2)
+    capped.note("0:c", "hc", at=past, fastest_ms=5.0)
+    capped.note("0:c#r1", "hc", at=past, fastest_ms=9.0)
+    assert capped.pick() is None
+    # Without a tolerance every model is revisited alike, as campaigns stored before settling were.
+    alike = Revisits(store, cid, share=0.5, min_gap_s=0.0)
+    alike.note("0:a", "ha", at=past, fastest_ms=10.0)
+    alike.note("0:a#r1", "ha", at=past, fastest_ms=10.0)
+    assert alike.pick() == ("0:a#r2", "0:a", "ha")
+
+
+def test_revisit_settling_is_checked_and_old_campaigns_resume_without_it():
+    from edgecost.errors import UsageError
+
+    with pytest.raises(UsageError, match="settle"):
+        CampaignSettings(revisit_settle_pct=-1.0)
+    with pytest.raises(UsageError, match="settle"):
+        CampaignSettings(revisit_max_visits=1)
+    old = CampaignSettings().to_dict()
+    del old["revisit_settle_pct"], old["revisit_max_visits"]
+    restored = CampaignSettings.from_dict(old)
+    assert restored.revisit_settle_pct == 0.0 and restored.revisit_max_visits == CampaignSettings.revisit_max_visits
+
+
+def test_a_campaign_stops_revisiting_settled_models(home):
+    # A tolerance no pair of visits can miss: every model settles at its second visit, so no
+    # third visit, and the turns after that go to new models.
+    wide = CampaignSettings(**{**REVISITING.to_dict(), "families": REVISITING.families, "bench": FAST,
+                               "revisit_settle_pct": 1000.0, "revisit_share": 0.75})
+    store = Store()
+    with LocalSession(local_device()) as s:
+        r = run_campaign(s, T, store, budget_s=120, settings=wide, max_items=3)
+    items = _items(store, r.campaign_id)
+    again = [i for i in items if "#" in i]
+    assert r.measured == 3 and sorted(again) == sorted(f"{i}#r1" for i in items if "#" not in i)[:len(again)]
+    assert all(i.endswith("#r1") for i in again) and r.revisited == len(again) <= 3
+    assert Store().campaigns()[-1]["settings"]["revisit_settle_pct"] == 1000.0

@@ -267,3 +267,8 @@ def test_profile_with_training_reports_the_profiles_measurement_consistency(home
 def test_profile_rejects_a_revisit_share_outside_0_to_1(home):
     proc = run_cli("profile", "--device", "local", "--revisit-share", "1.5", home=home)
     assert_one_line_error(proc, 2, "revisit share", "0.3")
+
+
+def test_profile_rejects_a_negative_revisit_settle_tolerance(home):
+    proc = run_cli("profile", "--device", "local", "--revisit-settle-pct", "-2", home=home)
+    assert_one_line_error(proc, 2, "settle tolerance", "tolerance >= 0")
