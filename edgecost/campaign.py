@@ -227,6 +227,14 @@ def revisit_base(item: str) -> str:
     return item.split(REVISIT_MARK, 1)[0]
 
 
+def fastest_pair_gap(fastest_ms: list[float]) -> float | None:
+    """How far apart (relative) the two fastest of a model's visits are, None before two visits.
+
+    A model is settled when this is within ``CampaignSettings.revisit_settle_pct``."""
+    pair = sorted(fastest_ms)[:2]
+    return pair[1] / pair[0] - 1.0 if len(pair) == 2 else None
+
+
 class Revisits:
     """Times already-measured models again, minutes after their first visit.
 
@@ -285,8 +293,7 @@ class Revisits:
 
     def gap(self, base: str) -> float | None:
         """How far apart the two fastest visits of ``base`` are (relative), None before two visits."""
-        fastest = sorted(self.visits[base][3])[:2]
-        return fastest[1] / fastest[0] - 1.0 if len(fastest) == 2 else None
+        return fastest_pair_gap(self.visits[base][3])
 
     def settled(self, base: str) -> bool:
         """Whether ``base`` needs no more visits: its two fastest visits agree, or it has had the most."""

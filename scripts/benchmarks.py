@@ -160,13 +160,15 @@ def revisit_agreement(visits: dict[str, list[tuple[float, dict]]], families: dic
             # (a label that a further visit would move by less than that), the revisits' aim
             "visits_histogram": {str(k): int(n) for k, n in sorted(collections.Counter(
                 len(v) for h, v in visits.items() if families.get(h) not in kernels).items())},
-            "settled_within_5": float(np.mean([_two_fastest_agree(v, 0.05) for h, v in visits.items()
+            "settled_within_5": float(np.mean([_settled(v, 0.05) for h, v in visits.items()
                                                if families.get(h) not in kernels]))}
 
 
-def _two_fastest_agree(visits: list[tuple[float, dict]], tol: float) -> bool:
-    fastest = sorted(v[1]["min"] for v in visits)
-    return len(fastest) >= 2 and fastest[1] <= fastest[0] * (1.0 + tol)
+def _settled(visits: list[tuple[float, dict]], tol: float) -> bool:
+    from edgecost.campaign import fastest_pair_gap
+
+    gap = fastest_pair_gap([v[1]["min"] for v in visits])
+    return gap is not None and gap <= tol
 
 
 def revisit_effect(name: str, home: Path, work: Path, ds, kernels: set[str], seeds: int = 5) -> dict[str, Any]:
