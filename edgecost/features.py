@@ -63,6 +63,18 @@ NETWORK_MIN_KERNELS = 16
 #: everything stays cached, above it the weights stream from DRAM on all of them, and the
 #: clip keeps a network larger than any profiled one from landing in an unseen range.
 FOOTPRINT_LOG2_RANGE = (20.0, 27.0)
+#: Kernels whose channel alignment columns stay ``-1`` (schema 2): a dense product's operands
+#: are packed by the GEMM, which takes a K or N tail at little cost (a Mixer's token-mixing
+#: GEMMs with K = 196 ran at the GFLOP/s of ViT's, all multiples of 16), while a convolution in
+#: ONNX Runtime's NCHWc blocks or XNNPACK pays for a partial channel block.  Given the same
+#: columns, the trees carried the convolutions' penalty over to GEMMs: with the Mixer family
+#: left out (ONNX Runtime, 1 thread) its GEMMs were predicted 1.39x slow where K was not a
+#: multiple of 16, and 60 % of Mixers landed within ±10 %; with the columns off, 88.6 %.
+DENSE_CATEGORIES = ("gemm", "matmul", "attention")
+#: The feature semantics profiles are fitted with now; schema 1 (profiles saved before
+#: 2026-12-05) gave dense kernels channel alignment columns too.
+FEATURE_SCHEMA = 2
+
 #: Features a kernel's time can only grow with (the regressor is constrained to that).
 MONOTONE_INCREASING = ("log2_model_footprint_bytes",)
 
@@ -103,12 +115,12 @@ def op_code(op_type: str) -> float:
     return float(zlib.crc32(op_type.encode("utf-8")) % 1_000_003)
 
 
-def kernel_features(k: KernelRecord, category: str | None = None) -> np.ndarray:
+def kernel_features(k: KernelRecord, category: str | None = None, schema: int = FEATURE_SCHEMA) -> np.ndarray:
     """One row of FEATURE_NAMES for a kernel."""
-    return np.asarray(_feature_row(k, category), dtype=np.float64)
+    return np.asarray(_feature_row(k, category, schema), dtype=np.float64)
 
 
-def _feature_row(k: KernelRecord, category: str | None = None) -> list[float]:
+def _feature_row(k: KernelRecord, category: str | None = None, schema: int = FEATURE_SCHEMA) -> list[float]:
     # A list, turned into an array once per model: item assignment into a numpy row costs
     # several times more, and this runs for every kernel of every model predicted.
     cat = category or kernel_category(k)
@@ -146,11 +158,12 @@ def _feature_row(k: KernelRecord, category: str | None = None) -> list[float]:
         if groups > 0 and c_in > 0 and c_out > 0:
             row[21] = c_in / groups
             row[22] = c_out / groups
-    if c_in > 0:
+    aligned = schema < 2 or cat not in DENSE_CATEGORIES
+    if c_in > 0 and aligned:
         row[23], row[24], row[27] = c_in % 8, c_in % 16, float(c_in % 8 == 0)
-    if c_out > 0:
+    if c_out > 0 and aligned:
         row[25], row[26], row[28] = c_out % 8, c_out % 16, float(c_out % 8 == 0)
-    if cat in ("gemm", "matmul", "attention") and len(ins) >= 2 and y:
+    if cat in DENSE_CATEGORIES and len(ins) >= 2 and y:
         m, nn, kk, batch = _mnk(ins[0], ins[1], y, a)
         row[29], row[30], row[31], row[32] = m, nn, kk, _log2(batch)
     act = fused_activation(k) or (_ACTIVATION_OPS.get(k.op_type) if cat == "activation" else None)
@@ -168,7 +181,8 @@ def _feature_row(k: KernelRecord, category: str | None = None) -> list[float]:
     return row
 
 
-def feature_matrix(kernels: Sequence[KernelRecord], categories: Sequence[str] | None = None) -> np.ndarray:
+def feature_matrix(kernels: Sequence[KernelRecord], categories: Sequence[str] | None = None,
+                   schema: int = FEATURE_SCHEMA) -> np.ndarray:
     """Rows of FEATURE_NAMES for the kernels of *one* model.
 
     ``in_network`` says whether the model is a network or a kernel probe: a kernel inside
@@ -178,12 +192,13 @@ def feature_matrix(kernels: Sequence[KernelRecord], categories: Sequence[str] | 
     activation written), given to the kernels that read weights (``-1`` on the others):
     when it fits in the last-level cache, a weight-bound kernel finds its weights there on
     the next run (a CIFAR-size network's 1×1 convolutions ran 1.3× faster than the same
-    shapes inside ImageNet-size networks).
+    shapes inside ImageNet-size networks).  ``schema``: the feature semantics a profile was
+    fitted with (``FEATURE_SCHEMA`` for new ones; see ``DENSE_CATEGORIES``).
     """
     if not kernels:
         return np.zeros((0, len(FEATURE_NAMES)))
     cats = categories or [kernel_category(k) for k in kernels]
-    X = np.array([_feature_row(k, c) for k, c in zip(kernels, cats)], dtype=np.float64)
+    X = np.array([_feature_row(k, c, schema) for k, c in zip(kernels, cats)], dtype=np.float64)
     X[:, _I_IN_NETWORK] = float(len(kernels) >= NETWORK_MIN_KERNELS)
     # Only a kernel that reads weights has something to lose when they leave the cache.
     X[:, _I_FOOTPRINT] = np.where(X[:, _I_PARAMS] > 0, model_footprint_log2(kernels), MISSING)

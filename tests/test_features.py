@@ -84,3 +84,19 @@ def test_model_footprint_counts_weights_at_their_width_and_activations_once():
     # Clipped to the span of last-level caches: a tiny probe and a huge network stay in range.
     assert model_footprint_log2([_k("Relu", [(1, 8, 8, 8)], [(1, 8, 8, 8)])]) == lo
     assert model_footprint_log2([conv(2048, 8)] * 64) == hi
+
+
+def test_dense_kernels_carry_no_channel_alignment_but_convolutions_do():
+    """A GEMM takes a K/N tail at little cost; a convolution's channel blocks do not (schema 2).
+    Schema 1, what profiles saved before it were fitted on, gave GEMMs the columns too."""
+    from edgecost.features import FEATURE_SCHEMA, MISSING
+
+    align = [COL[c] for c in ("c_in_mod8", "c_in_mod16", "c_out_mod8", "c_out_mod16", "c_in_align8", "c_out_align8")]
+    gemm = _k("Gemm", [(196, 196), (196, 100)], [(196, 100)])  # K = 196 tokens: not a multiple of 16
+    conv = _k("Conv", [(1, 196, 14, 14), (100, 196, 1, 1)], [(1, 100, 14, 14)])
+    assert FEATURE_SCHEMA == 2
+    assert all(v == MISSING for v in kernel_features(gemm)[align])
+    assert list(kernel_features(conv)[align]) == [196 % 8, 196 % 16, 100 % 8, 100 % 16, 0.0, 0.0]
+    old = kernel_features(gemm, schema=1)[align]
+    assert list(old) == [196 % 8, 196 % 16, 100 % 8, 100 % 16, 0.0, 0.0]
+    assert (feature_matrix([gemm, conv], schema=1)[:, align] != MISSING).all()

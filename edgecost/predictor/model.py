@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ..features import FEATURE_NAMES, MONOTONE_INCREASING, feature_matrix
+from ..features import FEATURE_NAMES, FEATURE_SCHEMA, MONOTONE_INCREASING, feature_matrix
 from ..graph.categories import CATEGORIES
 from ..records import KernelRecord
 from .mlp import MLP
@@ -329,7 +329,8 @@ class LatencyPredictor:
         models = [m for m in models if m.kernels and m.latency_ms > 0]
         if len(models) < 5:
             raise ValueError(f"need at least 5 measured models to fit, got {len(models)}")
-        blocks = [feature_matrix(m.kernels) for m in models]
+        self.feature_schema_ = FEATURE_SCHEMA
+        blocks = [feature_matrix(m.kernels, schema=self.feature_schema_) for m in models]
         y = np.array([m.latency_ms for m in models])
         n_k = np.array([len(m.kernels) for m in models], float)
         # Out-of-fold kernel sums, for an honest end-to-end correction and interval.
@@ -388,11 +389,11 @@ class LatencyPredictor:
 
     def predict_kernels_us(self, kernels: Sequence[KernelRecord]) -> np.ndarray:
         """Per-kernel times (µs) before the end-to-end correction."""
-        return self.kernel_model_.predict_us(feature_matrix(kernels))
+        return self.kernel_model_.predict_us(feature_matrix(kernels, schema=self.feature_schema_))
 
     def predict_one(self, kernels: Sequence[KernelRecord]) -> tuple[float, float, float, np.ndarray]:
         """(latency_ms, low_ms, high_ms, per-kernel ms scaled so they sum to the latency)."""
-        X = feature_matrix(kernels)
+        X = feature_matrix(kernels, schema=self.feature_schema_)
         k_us = self.kernel_model_.predict_us(X)
         raw_ms = k_us.sum() / 1000.0
         ms = float(_apply_calibration(self.calibration_, np.array([raw_ms]), np.array([float(len(k_us))]))[0])
@@ -409,7 +410,7 @@ class LatencyPredictor:
         sizes = np.array([len(k) for k in kernel_lists])
         if not sizes.any():
             return _apply_calibration(self.calibration_, np.zeros(len(sizes)), sizes.astype(float))
-        X = np.vstack([feature_matrix(ks) for ks in kernel_lists if ks])
+        X = np.vstack([feature_matrix(ks, schema=self.feature_schema_) for ks in kernel_lists if ks])
         k_us = self.kernel_model_.predict_us(X)
         sums = np.zeros(len(sizes))
         np.add.at(sums, np.repeat(np.arange(len(sizes)), sizes), k_us)
@@ -431,6 +432,7 @@ class LatencyPredictor:
             "kind": "edgecost-latency-predictor-2",
             "params": {k: getattr(self, k) for k in self._PARAMS},
             "feature_names": list(FEATURE_NAMES),
+            "feature_schema": self.feature_schema_,
             "kernel_model": self.kernel_model_.to_dict(),
             "calibration": self.calibration_,
             "correction": self.correction_.to_dict() if self.correction_ is not None else None,
@@ -451,6 +453,11 @@ class LatencyPredictor:
         if list(d["feature_names"]) != list(FEATURE_NAMES):
             raise ValueError("the profile was trained on a different feature set")
         self = cls(**{k: v for k, v in d["params"].items() if k in cls._PARAMS})
+        # Profiles saved before schema 2 predict with the feature semantics they were fitted on.
+        self.feature_schema_ = int(d.get("feature_schema", 1))
+        if self.feature_schema_ > FEATURE_SCHEMA:
+            raise ValueError(f"the profile uses feature schema {self.feature_schema_}, newer than this edgecost "
+                             f"({FEATURE_SCHEMA}); upgrade edgecost")
         self.kernel_model_ = KernelModel.from_dict(d["kernel_model"])
         self.calibration_ = dict(d["calibration"])
         self.correction_ = TreeEnsemble.from_dict(d["correction"]) if d.get("correction") else None

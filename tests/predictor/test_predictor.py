@@ -384,3 +384,30 @@ def test_operator_factors_survive_the_profile_file_and_old_profiles_load_without
     for model in sorted(profiled.models_dir.glob("*.onnx"))[:2]:
         p = prof.predict_file(model)
         assert 0 < p.low_ms <= p.latency_ms <= p.high_ms
+
+
+def test_profile_saved_before_feature_schema_2_predicts_with_the_features_it_was_fitted_on(profiled, tmp_path):
+    """A profile without ``feature_schema`` was fitted when dense kernels had channel alignment
+    columns: it loads as schema 1 and its trees see those columns again; a newer schema is refused."""
+    from edgecost.errors import EdgecostError
+    from edgecost.features import FEATURE_SCHEMA, feature_matrix
+    from edgecost.predictor.model import LatencyPredictor
+
+    raw = json.loads(gzip.decompress(profiled.profile_path.read_bytes()))
+    assert raw["predictor"]["feature_schema"] == FEATURE_SCHEMA
+    kernels = LatencyPredictor.from_dict(raw["predictor"])
+    raw["predictor"].pop("feature_schema")
+    old = LatencyPredictor.from_dict(raw["predictor"])
+    assert old.feature_schema_ == 1 and kernels.feature_schema_ == FEATURE_SCHEMA
+    from edgecost.graph.cost import with_cost
+    from edgecost.records import KernelRecord
+
+    gemm = with_cost(KernelRecord(name="fc", op_type="Gemm", input_shapes=((196, 196), (196, 100)),
+                                  output_shapes=((196, 100),)))
+    np.testing.assert_allclose(old.predict_kernels_us([gemm]),
+                               old.kernel_model_.predict_us(feature_matrix([gemm], schema=1)))
+    raw["predictor"]["feature_schema"] = FEATURE_SCHEMA + 1
+    newer = tmp_path / "newer.profile.json.gz"
+    newer.write_bytes(gzip.compress(json.dumps(raw).encode()))
+    with pytest.raises(EdgecostError, match="upgrade edgecost"):
+        Profile.load(newer)
