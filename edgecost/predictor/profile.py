@@ -20,7 +20,10 @@ from ..records import KernelPrediction, KernelRecord, ModelGraph, Prediction, Ta
 from .model import LatencyPredictor
 
 PROFILE_FORMAT = "edgecost-profile"
-PROFILE_FORMAT_VERSION = 1
+#: 2: the predictor's features are schema 2 (``edgecost.features.FEATURE_SCHEMA``).  An edgecost
+#: that predates it would read such a file with its own schema-1 features and say nothing; the
+#: version makes it refuse the file ("written by a newer edgecost") instead.  Version-1 files load.
+PROFILE_FORMAT_VERSION = 2
 SUFFIX = ".profile.json.gz"
 
 

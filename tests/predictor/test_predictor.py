@@ -393,12 +393,15 @@ def test_profile_saved_before_feature_schema_2_predicts_with_the_features_it_was
     from edgecost.features import FEATURE_SCHEMA, feature_matrix
     from edgecost.predictor.model import LatencyPredictor
 
+    from edgecost.predictor.profile import PROFILE_FORMAT_VERSION
+
     raw = json.loads(gzip.decompress(profiled.profile_path.read_bytes()))
-    assert raw["predictor"]["feature_schema"] == FEATURE_SCHEMA
-    kernels = LatencyPredictor.from_dict(raw["predictor"])
+    # Older edgecost versions refuse the file by its format version rather than misread it.
+    assert raw["predictor"]["feature_schema"] == FEATURE_SCHEMA and raw["format_version"] == PROFILE_FORMAT_VERSION == 2
+    new = LatencyPredictor.from_dict(raw["predictor"])
     raw["predictor"].pop("feature_schema")
     old = LatencyPredictor.from_dict(raw["predictor"])
-    assert old.feature_schema_ == 1 and kernels.feature_schema_ == FEATURE_SCHEMA
+    assert old.feature_schema_ == 1 and new.feature_schema_ == FEATURE_SCHEMA
     from edgecost.graph.cost import with_cost
     from edgecost.records import KernelRecord
 
