@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import shutil
@@ -90,6 +91,25 @@ def campaign(name: str, home: Path, minutes: float, seed: int, revisit_share: fl
 
 
 # -- data -------------------------------------------------------------------------------
+
+
+def _superseded(note: str, redone: list[str]) -> bool:
+    """A generated note that a merge run replaces: an earlier merge's, or a refresh of only redone targets."""
+    if "--merge" in note:
+        return True
+    if "--refresh-" in note and "--targets " in note:
+        named = note.split("--targets ", 1)[1].split("`", 1)[0].split(",")
+        return set(named) <= set(redone)
+    return False
+
+
+def campaign_date(home: Path) -> str | None:
+    """The day (UTC) the target's latest campaign in ``home`` started: what its figures measure."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(home / "edgecost.sqlite")) as db:
+        row = db.execute("SELECT created_at FROM campaigns ORDER BY id DESC LIMIT 1").fetchone()
+    return row[0][:10] if row else None
 
 
 def dataset(name: str, home: Path, statistic: str | None = None):
@@ -491,7 +511,10 @@ STAT_OF_VISITS = {"min": "fastest run over its visits", "median": "median of its
 
 def write_markdown(results: dict[str, Any], out: Path) -> None:
     L = ["# Benchmarks", "",
-         f"Measured on {results['machine']} on {results['date']} by `python scripts/benchmarks.py`"
+         f"Measured on {results['machine']} by `python scripts/benchmarks.py`, last on {results['date']}"
+         + (" (campaigns: " + ", ".join(f"{n} {r['campaign_date']}" for n, r in results["targets"].items()
+                                         if r.get("campaign_date")) + ")" if any(
+             r.get("campaign_date") for r in results["targets"].values()) else "") +
          f" (raw figures in `models/benchmarks/results.json`). Every number below comes from one run of that"
          " script; the machine is a shared 2-vCPU VM, and re-measuring the same models 30 minutes apart moves"
          " single medians by several percent (see *Noise floor* under each target).", "",
@@ -721,10 +744,11 @@ def main() -> None:
                if args.reuse else "re-run")
         reuse = " --reuse" if args.reuse else ""
         others = [t for t in previous.get("targets", {}) if t not in redone]
+        kept = [f"{t} ({previous['targets'][t].get('campaign_date') or previous.get('date')})" for t in others]
         note = (f"Targets {', '.join(redone)} {how} on {results['date']} with `python scripts/benchmarks.py --merge{reuse} "
-                f"--targets {args.targets}`" + (f"; {', '.join(others)} from {previous.get('date')}." if others else "."))
-        results = {**previous, "targets": dict(previous.get("targets", {})),
-                   "notes": [n for n in previous.get("notes", []) if "--merge" not in n] + [note]}
+                f"--targets {args.targets}`" + (f"; kept as they were: {', '.join(kept)}." if kept else "."))
+        results = {**previous, "date": results["date"], "targets": dict(previous.get("targets", {})),
+                   "notes": [n for n in previous.get("notes", []) if not _superseded(n, redone)] + [note]}
     if "agreement" not in skip:
         proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_measure_agreement.py"), "--json"],
                               capture_output=True, text=True, check=True)
@@ -755,6 +779,7 @@ def main() -> None:
                     "revisit_settle_pct": c["settings"].get("revisit_settle_pct", 0.0),
                     "revisit_max_visits": c["settings"].get("revisit_max_visits")}
         r["campaign"] = camp
+        r["campaign_date"] = campaign_date(home)
         log(name, "dataset:", len(ds.models), "models; execution", ds.execution)
         if TARGETS[name]["runtime"] == "tflite":
             r["op_slices"] = op_slice_summary(ds.models)

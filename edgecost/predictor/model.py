@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ..features import FEATURE_NAMES, FEATURE_SCHEMA, MONOTONE_INCREASING, feature_matrix
+from ..features import FEATURE_NAMES, FEATURE_SCHEMA, MISSING, MONOTONE_INCREASING, feature_matrix
 from ..graph.categories import CATEGORIES
 from ..records import KernelRecord
 from .mlp import MLP
@@ -66,6 +66,12 @@ _I_OP = FEATURE_NAMES.index("op_code")
 #: Categories whose operators get their own baseline factor: those mixing functions of unlike cost
 #: per element (Relu, Clip, HardSwish, Sigmoid, QuickGelu, Gelu, Tanh ... all are activations).
 OP_SCALED_CATEGORIES = ("activation",)
+#: Categories whose window sizes (kernel_h × kernel_w taps) get their own baseline factor: runtimes
+#: run depthwise convolutions with micro-kernels specialised per window (XNNPACK's single-pass
+#: kernels stop at 25 taps; a 7×7 runs at a seventh of a 5×5's GFLOP/s under LiteRT here), a jump
+#: the trees cannot carve out of a few dozen kernels when one family holds most of the 7×7s.
+WINDOW_SCALED_CATEGORIES = ("dwconv",)
+_I_KH, _I_KW = FEATURE_NAMES.index("kernel_h"), FEATURE_NAMES.index("kernel_w")
 _C_SOFTMAX, _C_NORM = CATEGORIES.index("softmax"), CATEGORIES.index("norm")
 _C_BATCHED = [CATEGORIES.index("matmul"), CATEGORIES.index("attention")]
 
@@ -107,6 +113,12 @@ def _work(X: np.ndarray, cats: np.ndarray | None = None) -> np.ndarray:
     return np.column_stack([flops / 1e9, moved / 1e6, calls / 1e3, np.ones(len(X))])
 
 
+def _taps(X: np.ndarray) -> np.ndarray:
+    """Window taps (kernel_h × kernel_w) of each kernel row; missing sizes give a negative number."""
+    kh, kw = X[:, _I_KH], X[:, _I_KW]
+    return np.where((kh < 0) | (kw < 0), MISSING, kh * kw)
+
+
 def _categories_of(X: np.ndarray) -> np.ndarray:
     return np.argmax(X[:, _I_CAT : _I_CAT + len(CATEGORIES)], axis=1)
 
@@ -128,6 +140,7 @@ class Baseline:
 
     coef: np.ndarray  # (n_categories, 4)
     op_log_scale: dict[tuple[int, float], float] = field(default_factory=dict)  # (category, op_code) -> log factor
+    window_log_scale: dict[tuple[int, float], float] = field(default_factory=dict)  # (category, taps) -> log factor
 
     #: Pseudo-count toward factor 1 for an operator's own median ratio.
     OP_SHRINK = 2.0
@@ -151,23 +164,31 @@ class Baseline:
                 if np.any(fit > 0):
                     coef[c] = fit
         base = cls(coef)
-        ratio = np.log(y_us) - np.log(base.predict(X))
-        ops = X[:, _I_OP]
-        scale: dict[tuple[int, float], float] = {}
+        base.op_log_scale = cls._shrunk_factors(np.log(y_us) - np.log(base.predict(X)), cats, X[:, _I_OP],
+                                                OP_SCALED_CATEGORIES)
+        base.window_log_scale = cls._shrunk_factors(
+            np.log(y_us) - np.log(base.predict(X)), cats, _taps(X), WINDOW_SCALED_CATEGORIES)
+        return base
+
+    @classmethod
+    def _shrunk_factors(cls, ratio: np.ndarray, cats: np.ndarray, keys: np.ndarray,
+                        categories: tuple[str, ...]) -> dict[tuple[int, float], float]:
+        """Per (category, key) median log ratio, shrunk toward 0 by ``n / (n + OP_SHRINK)``;
+        only in categories where the key takes two values or more."""
+        out: dict[tuple[int, float], float] = {}
         for c in np.unique(cats):
-            if CATEGORIES[c] not in OP_SCALED_CATEGORIES:
+            if CATEGORIES[c] not in categories:
                 continue
             in_cat = cats == c
-            codes = np.unique(ops[in_cat])
-            if len(codes) < 2:
-                continue  # one operator: the category fit is already its own
-            for code in codes:
-                r = ratio[in_cat & (ops == code)]
+            values = np.unique(keys[in_cat])
+            if len(values) < 2:
+                continue
+            for v in values:
+                r = ratio[in_cat & (keys == v)]
                 factor = float(np.median(r)) * len(r) / (len(r) + cls.OP_SHRINK)
                 if abs(factor) > 1e-3:
-                    scale[(int(c), float(code))] = factor
-        base.op_log_scale = scale
-        return base
+                    out[(int(c), float(v))] = factor
+        return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         cats = _categories_of(X)
@@ -178,11 +199,18 @@ class Baseline:
             for (c, code), v in self.op_log_scale.items():  # a handful of operators
                 factor[(cats == c) & (ops == code)] = v
             out = out * np.exp(factor)
+        if self.window_log_scale:
+            factor = np.zeros(len(X))
+            taps = _taps(X)
+            for (c, v), f in self.window_log_scale.items():
+                factor[(cats == c) & (taps == v)] = f
+            out = out * np.exp(factor)
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"categories": list(CATEGORIES), "coef_us_per_gflop_mb_kcall_one": self.coef.tolist(),
-                "op_log_scale": [[CATEGORIES[c], code, v] for (c, code), v in sorted(self.op_log_scale.items())]}
+                "op_log_scale": [[CATEGORIES[c], code, v] for (c, code), v in sorted(self.op_log_scale.items())],
+                "window_log_scale": [[CATEGORIES[c], taps, v] for (c, taps), v in sorted(self.window_log_scale.items())]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Baseline":
@@ -192,7 +220,9 @@ class Baseline:
             raise ValueError("the profile was trained with an older baseline; retrain it with `edgecost train`")
         # Profiles saved before per-operator factors have none: their trees learned without them.
         scale = {(CATEGORIES.index(c), float(code)): float(v) for c, code, v in d.get("op_log_scale", [])}
-        return cls(np.asarray(d["coef_us_per_gflop_mb_kcall_one"], float), scale)
+        # Nor per-window factors, before 2026-12-05.
+        window = {(CATEGORIES.index(c), float(t)): float(v) for c, t, v in d.get("window_log_scale", [])}
+        return cls(np.asarray(d["coef_us_per_gflop_mb_kcall_one"], float), scale, window)
 
 
 @dataclass
