@@ -510,11 +510,10 @@ STAT_OF_VISITS = {"min": "fastest run over its visits", "median": "median of its
 
 
 def write_markdown(results: dict[str, Any], out: Path) -> None:
+    dates = ", ".join(f"{n} {r['campaign_date']}" for n, r in results["targets"].items() if r.get("campaign_date"))
     L = ["# Benchmarks", "",
          f"Measured on {results['machine']} by `python scripts/benchmarks.py`, last on {results['date']}"
-         + (" (campaigns: " + ", ".join(f"{n} {r['campaign_date']}" for n, r in results["targets"].items()
-                                         if r.get("campaign_date")) + ")" if any(
-             r.get("campaign_date") for r in results["targets"].values()) else "") +
+         + (f" (campaigns: {dates})" if dates else "") +
          f" (raw figures in `models/benchmarks/results.json`). Every number below comes from one run of that"
          " script; the machine is a shared 2-vCPU VM, and re-measuring the same models 30 minutes apart moves"
          " single medians by several percent (see *Noise floor* under each target).", "",

@@ -119,6 +119,14 @@ def _taps(X: np.ndarray) -> np.ndarray:
     return np.where((kh < 0) | (kw < 0), MISSING, kh * kw)
 
 
+def _log_factors(table: dict[tuple[int, float], float], cats: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Each row's log factor from ``table`` ((category, key) -> log factor; a handful of entries), 0 if none."""
+    factor = np.zeros(len(cats))
+    for (c, key), v in table.items():
+        factor[(cats == c) & (keys == key)] = v
+    return factor
+
+
 def _categories_of(X: np.ndarray) -> np.ndarray:
     return np.argmax(X[:, _I_CAT : _I_CAT + len(CATEGORIES)], axis=1)
 
@@ -142,7 +150,7 @@ class Baseline:
     op_log_scale: dict[tuple[int, float], float] = field(default_factory=dict)  # (category, op_code) -> log factor
     window_log_scale: dict[tuple[int, float], float] = field(default_factory=dict)  # (category, taps) -> log factor
 
-    #: Pseudo-count toward factor 1 for an operator's own median ratio.
+    #: Pseudo-count toward factor 1 for an operator's (or a window's) own median ratio.
     OP_SHRINK = 2.0
 
     @classmethod
@@ -194,17 +202,9 @@ class Baseline:
         cats = _categories_of(X)
         out = np.maximum((_work(X, cats) * self.coef[cats]).sum(axis=1), _FLOOR_US)
         if self.op_log_scale:
-            factor = np.zeros(len(X))
-            ops = X[:, _I_OP]
-            for (c, code), v in self.op_log_scale.items():  # a handful of operators
-                factor[(cats == c) & (ops == code)] = v
-            out = out * np.exp(factor)
+            out = out * np.exp(_log_factors(self.op_log_scale, cats, X[:, _I_OP]))
         if self.window_log_scale:
-            factor = np.zeros(len(X))
-            taps = _taps(X)
-            for (c, v), f in self.window_log_scale.items():
-                factor[(cats == c) & (taps == v)] = f
-            out = out * np.exp(factor)
+            out = out * np.exp(_log_factors(self.window_log_scale, cats, _taps(X)))
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -444,7 +444,6 @@ def test_profile_saved_before_feature_schema_2_predicts_with_the_features_it_was
     from edgecost.errors import EdgecostError
     from edgecost.features import FEATURE_SCHEMA, feature_matrix
     from edgecost.predictor.model import LatencyPredictor
-
     from edgecost.predictor.profile import PROFILE_FORMAT_VERSION
 
     raw = json.loads(gzip.decompress(profiled.profile_path.read_bytes()))
