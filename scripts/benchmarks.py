@@ -3,7 +3,9 @@
 
 For each target (ONNX Runtime CPU at 1 and 2 threads, LiteRT at 1 thread) on *this* machine:
 
-1. a fresh profiling campaign (`edgecost profile`, adaptive sampling) of ``--minutes`` minutes;
+1. a fresh profiling campaign (`edgecost profile`, adaptive sampling) of ``--minutes`` wall
+   minutes (default per target, ``CAMPAIGN_MINUTES``: 15, and 35 for LiteRT, whose campaign
+   spends three quarters of its wall time converting models on the host);
 2. accuracy vs measured minutes: profiles fitted on the models measured in the first m
    minutes, scored on a fixed held-out fifth of the campaign;
 3. the protocols of DESIGN.md on the whole campaign: random 80/20 split of architectures
@@ -16,7 +18,7 @@ For each target (ONNX Runtime CPU at 1 and 2 threads, LiteRT at 1 thread) on *th
 6. the GBM-vs-MLP kernel regressor comparison, and `edgecost measure` against a plain
    onnxruntime loop.
 
-    python scripts/benchmarks.py                        # everything, ~1.5 h on a 2-core VM
+    python scripts/benchmarks.py                        # everything, ~2 h on a 2-core VM
     python scripts/benchmarks.py --targets ort1 --minutes 5 --out /tmp/B.md   # a quick look
     python scripts/benchmarks.py --reuse                # keep finished campaigns, redo the rest
     python scripts/benchmarks.py --refresh-speed        # re-time prediction speed only
@@ -56,6 +58,10 @@ TARGETS = {
     "tflite1": dict(runtime="tflite", threads=1),
 }
 CUTOFFS_MIN = (1, 2, 3, 5, 7.5, 10, 12.5, 15)
+#: Wall minutes of each target's campaign unless --minutes says otherwise.  A LiteRT campaign
+#: converts every model with litert-torch on the host (~7 s a model here, against ~2 s of
+#: timing): 15 wall minutes gave 109 models and 4.2 device minutes, 35 give ~225 and 8.4.
+CAMPAIGN_MINUTES = {"ort1": 15.0, "ort2": 15.0, "tflite1": 35.0}
 SEEDS = {"ort1": 101, "ort2": 202, "tflite1": 303}
 STATISTIC = "min"  # set by --statistic: what a model's latency is (edgecost.predictor.labels)
 
@@ -82,6 +88,7 @@ def campaign(name: str, home: Path, minutes: float, seed: int, revisit_share: fl
     r = api.profile("local", **TARGETS[name], budget_minutes=minutes, new=True, train=False, settings=settings)
     out = r.to_dict()
     out["wall_s"] = time.time() - t0
+    out["budget_minutes"] = minutes
     out["revisit_share"] = revisit_share
     out["revisit_settle_pct"] = settings.revisit_settle_pct
     out["revisit_max_visits"] = settings.revisit_max_visits
@@ -300,8 +307,16 @@ def family_out(models, kernels: set[str], params=None) -> dict[str, Any]:
     return out
 
 
+def curve_cutoffs(minutes: float) -> tuple[float, ...]:
+    """The minutes the accuracy curve is cut at: ``CUTOFFS_MIN`` up to the campaign's length, then every 10."""
+    longer = tuple(float(m) for m in range(20, int(minutes) + 1, 10))
+    end = () if minutes in CUTOFFS_MIN + longer else (minutes,)
+    return tuple(c for c in CUTOFFS_MIN if c <= minutes) + longer + end
+
+
 def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str],
-          visits: dict[str, list[tuple[float, float]]] | None = None) -> list[dict[str, Any]]:
+          visits: dict[str, list[tuple[float, float]]] | None = None,
+          minutes: float = CUTOFFS_MIN[-1]) -> list[dict[str, Any]]:
     """Profiles fitted on the first m minutes, scored on a fixed held-out fifth. A training model's
     label combines its visits up to minute m (the revisits after m are not yet known); a test
     model's, all its visits."""
@@ -315,7 +330,7 @@ def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str],
     test = [m for m, t in zip(models, test_mask) if t]
     pool = [m for m, t in zip(models, test_mask) if not t]
     rows = []
-    for cut in CUTOFFS_MIN:
+    for cut in curve_cutoffs(minutes):
         train = [m for m in pool if tl[m.key][0] <= cut]
         if visits:
             train = [replace(m, latency_ms=combine_visits([v[STATISTIC] for t, v in visits[m.key] if t <= cut],
@@ -552,7 +567,7 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
         c = r["campaign"]
         L += [f"## {r['target']}", "",
               f"Campaign: `edgecost profile --device local --runtime {TARGETS[name]['runtime']} --threads"
-              f" {TARGETS[name]['threads']} --budget-minutes {results['minutes']}"
+              f" {TARGETS[name]['threads']} --budget-minutes {c.get('budget_minutes', results['minutes'])}"
               + (f" --revisit-share {c['revisit_share']}" if c.get("revisit_share") else "")
               + (f" --revisit-settle-pct {c['revisit_settle_pct']:g}" if c.get("revisit_settle_pct") else
                  " --revisit-settle-pct 0" if c.get("revisit_share") else "") + "` (adaptive sampling):"
@@ -693,7 +708,8 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="ort1,ort2,tflite1")
-    ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="Wall minutes of each campaign (default: per target, 15; 35 for tflite1).")
     ap.add_argument("--revisit-share", type=float, default=0.5,
                     help="Share of campaign turns that time an already-measured model again (CampaignSettings.revisit_share).")
     ap.add_argument("--statistic", choices=("min", "median"), default="min",
@@ -734,14 +750,15 @@ def main() -> None:
     skip = set(args.skip.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
     kernels = kernel_family_names()
-    results: dict[str, Any] = {"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "minutes": args.minutes,
+    results: dict[str, Any] = {"machine": _machine(), "date": time.strftime("%Y-%m-%d"),
+                               "minutes": args.minutes or CAMPAIGN_MINUTES["ort1"],
                                "targets": {}}
     if args.merge and args.results.exists():
         previous = json.loads(args.results.read_text())
         redone = args.targets.split(",")
         how = ("re-scored on their stored campaigns (no new campaign; realistic models and noise floor re-measured)"
                if args.reuse else "re-run")
-        reuse = " --reuse" if args.reuse else ""
+        reuse = (" --reuse" if args.reuse else "") + (f" --minutes {args.minutes:g}" if args.minutes else "")
         others = [t for t in previous.get("targets", {}) if t not in redone]
         kept = [f"{t} ({previous['targets'][t].get('campaign_date') or previous.get('date')})" for t in others]
         note = (f"Targets {', '.join(redone)} {how} on {results['date']} with `python scripts/benchmarks.py --merge{reuse} "
@@ -759,7 +776,8 @@ def main() -> None:
         if not reuse:
             shutil.rmtree(home, ignore_errors=True)
         r: dict[str, Any] = {}
-        camp = campaign(name, home, args.minutes, seed=SEEDS[name], revisit_share=args.revisit_share) if not reuse else None
+        minutes = args.minutes or CAMPAIGN_MINUTES[name]
+        camp = campaign(name, home, minutes, seed=SEEDS[name], revisit_share=args.revisit_share) if not reuse else None
         ds, target = dataset(name, home)
         r["target"] = target.key
         r["statistic"] = STATISTIC
@@ -773,7 +791,8 @@ def main() -> None:
             for m in Store().measurements(campaign_id=c["id"], status=None, with_profiles=False):
                 counts[REVISIT_MARK in (m.campaign_item or ""), m.status == "ok"] += 1
             camp = {"measured": counts[False, True], "revisited": counts[True, True], "failed": counts[False, False],
-                    "device_seconds": c["device_seconds"], "wall_s": args.minutes * 60,
+                    "device_seconds": c["device_seconds"], "wall_s": minutes * 60,
+                    "budget_minutes": minutes,
                     "revisit_share": c["settings"].get("revisit_share", 0.0),
                     "revisit_settle_pct": c["settings"].get("revisit_settle_pct", 0.0),
                     "revisit_max_visits": c["settings"].get("revisit_max_visits")}
@@ -799,7 +818,7 @@ def main() -> None:
         r["family_out"] = family_out(ds.models, kernels) if "family" not in skip else {}
         tl, visits = timeline(home, target)
         if "curve" not in skip:
-            r["curve"] = curve(ds, tl, kernels, visits)
+            r["curve"] = curve(ds, tl, kernels, visits, minutes=camp.get("budget_minutes", minutes))
         r["revisits"] = revisit_agreement(visits, {m.key: m.family for m in ds.models}, kernels)
         if r["revisits"] and "revisit-effect" not in skip:
             r["revisits"]["effect"] = revisit_effect(name, home, args.work, ds, kernels)

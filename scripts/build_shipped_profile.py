@@ -52,6 +52,9 @@ def main() -> None:
     cpu = facts.get("cpu", {})
     acc = profile.card["accuracy"]
     tr = profile.card["training"]
+    kernel_times = (("measured (ORT per-node profile)" if args.runtime == "onnxruntime"
+                     else "measured (single-operator slices)")
+                    if tr["kernel_times_measured"] else "inferred from whole-model times")
     section = "\n".join([
         f"## {shipped.key}",
         "",
@@ -62,7 +65,7 @@ def main() -> None:
         f"- latency: {profile.card['latency_statistic']['what']} (`edgecost train --statistic"
         f" {profile.card['latency_statistic']['name']}`)",
         f"- training data: {tr['n_models']} generated models ({tr['n_kernels']} kernels), per-kernel times"
-        f" {'measured (ORT per-node profile)' if tr['kernel_times_measured'] else 'inferred from whole-model times'};"
+        f" {kernel_times};"
         f" families: {', '.join(f'{k} {v}' for k, v in tr['families'].items())}",
         f"- cross-validated accuracy (5-fold over the training models, all items): {100 * acc['within_10pct']:.1f} %"
         f" within ±10 %, {100 * acc['within_5pct']:.1f} % within ±5 %, MAPE {acc['mape']:.1f} %, Spearman"
