@@ -11,6 +11,7 @@ failed item and the campaign goes on.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import shutil
@@ -227,6 +228,17 @@ def revisit_base(item: str) -> str:
     return item.split(REVISIT_MARK, 1)[0]
 
 
+#: The noise watch: over the last ``NOISE_WINDOW`` networks timed a second time in this run, if
+#: fewer than ``NOISE_MIN_AGREEING`` of them have a second visit within ``NOISE_AGREE`` of the first
+#: (fastest runs), the campaign warns that the device is contended.  On this project's 2-vCPU VM a
+#: quiet campaign agrees for 92-98 % of networks and a contended one for 62 % (BENCHMARKS.md),
+#: and a profile fitted on the contended one predicted 69 % of realistic models within ±10 %
+#: against 92 % for one fitted on an earlier, quieter campaign.
+NOISE_WINDOW = 20
+NOISE_AGREE = 0.10
+NOISE_MIN_AGREEING = 0.80
+
+
 def fastest_pair_gap(fastest_ms: list[float]) -> float | None:
     """How far apart (relative) the two fastest of a model's visits are, None before two visits.
 
@@ -263,6 +275,8 @@ class Revisits:
         self.visits: dict[str, list[Any]] = {}
         self.revisits_done = 0
         self.new_done = 0
+        # |second visit / first - 1| of the networks timed a second time in this run (the noise watch)
+        self.second_visit_gaps: collections.deque[float] = collections.deque(maxlen=NOISE_WINDOW)
         for m in store.measurements(campaign_id=campaign_id, status="ok", with_profiles=False):
             self.note(m.campaign_item or "", m.model_hash, at=float("-inf"), fastest_ms=m.measurement.stats.min_ms)
         for m in store.measurements(campaign_id=campaign_id, status="failed", with_profiles=False):
@@ -278,6 +292,8 @@ class Revisits:
         entry[2] = time.monotonic() if at is None else at
         if fastest_ms is not None and fastest_ms > 0:
             entry[3].append(float(fastest_ms))
+            if len(entry[3]) == 2 and entry[2] != float("-inf"):  # a second visit in this run
+                self.second_visit_gaps.append(abs(entry[3][1] / entry[3][0] - 1.0))
         self.count(item)
 
     def count(self, item: str) -> None:
@@ -287,6 +303,14 @@ class Revisits:
             self.revisits_done += 1
         else:
             self.new_done += 1
+
+    def agreement(self) -> float | None:
+        """Share of the last ``NOISE_WINDOW`` second visits within ``NOISE_AGREE`` of their first
+        visit; None until that many networks have had a second visit in this run."""
+        gaps = self.second_visit_gaps
+        if len(gaps) < NOISE_WINDOW:
+            return None
+        return sum(g <= NOISE_AGREE for g in gaps) / len(gaps)
 
     def due(self) -> bool:
         return self.revisits_done < self.ratio * self.new_done
@@ -469,6 +493,7 @@ def run_campaign(
                 if pick is not None:
                     _revisit_item(session, target, store, pick, revisits, settings.bench, campaign_id, result,
                                   emit, start, budget_s)
+                    _watch_noise(revisits, result, emit)
                     continue
             if ahead:
                 index, spec, item, future = ahead.pop()
@@ -558,6 +583,18 @@ def _measure_item(session, target, store, spec, item, prepare: Callable[[], tupl
             revisits.count(item)  # a new item, but its file was not kept: nothing to revisit
     emit(CampaignEvent.progress("measured", result, start, budget_s, item=item, family=spec.family,
                                 median_ms=m.stats.median_ms))
+
+
+def _watch_noise(revisits: Revisits, result: CampaignResult, emit: Callable[[CampaignEvent], None]) -> None:
+    """Warn once a run when second visits stop agreeing with first ones: the device is contended."""
+    share = revisits.agreement()
+    if share is None or share >= NOISE_MIN_AGREEING or any("contended" in w for w in result.warnings):
+        return
+    message = (f"the device looks contended: only {share:.0%} of the last {NOISE_WINDOW} networks timed twice"
+               f" agree within ±{NOISE_AGREE:.0%} with their first visit (a quiet device: over 90 %);"
+               " stop other load on it, or expect a less accurate profile")
+    result.warnings.append(message)
+    emit(CampaignEvent("warning", message=message))
 
 
 def _revisit_item(session, target, store, pick: tuple[str, str, str], revisits: Revisits, bench: BenchSettings,

@@ -499,3 +499,34 @@ def test_a_campaign_stops_revisiting_settled_models(home):
     assert r.measured == 3 and sorted(again) == sorted(f"{i}#r1" for i in items if "#" not in i)[:len(again)]
     assert all(i.endswith("#r1") for i in again) and r.revisited == len(again) <= 3
     assert Store().campaigns()[-1]["settings"]["revisit_settle_pct"] == 1000.0
+
+
+def test_the_noise_watch_warns_once_when_second_visits_stop_agreeing():
+    """Second visits that disagree with first ones (a neighbour took the device) raise one warning;
+    a quiet run, or visits loaded from an earlier run, raise none."""
+    from edgecost.campaign import NOISE_WINDOW, CampaignEvent, CampaignResult, Revisits, _watch_noise
+
+    store = Store()
+    cid = store.create_campaign(T, 1, CampaignSettings().to_dict())
+
+    def run(second_ms: list[float], at=None) -> tuple[CampaignResult, list[CampaignEvent]]:
+        rv = Revisits(store, cid, share=0.5, min_gap_s=0.0)
+        result, events = CampaignResult(campaign_id=cid, target=T), []
+        for i, ms in enumerate(second_ms):
+            rv.note(f"{i}:m", f"h{i}", at=at, fastest_ms=10.0)
+            rv.note(f"{i}:m#r1", f"h{i}", at=at, fastest_ms=ms)
+            _watch_noise(rv, result, events.append)
+        return result, events
+
+    quiet, events = run([10.3] * NOISE_WINDOW * 2)
+    assert quiet.warnings == [] and events == []
+    # 2 in 20 off by 15 %: still 90 % agreeing, no warning.
+    assert run([11.5, 11.5] + [10.1] * (NOISE_WINDOW - 2))[0].warnings == []
+    # Half of them 15-40 % slow: one warning, however long the noise lasts.
+    noisy, events = run([10.1, 14.0, 11.5, 10.0] * NOISE_WINDOW)
+    assert len(noisy.warnings) == 1 and "contended" in noisy.warnings[0] and "50%" in noisy.warnings[0]
+    assert [e.kind for e in events] == ["warning"]
+    # Fewer networks than the window: too few to judge.
+    assert run([14.0] * (NOISE_WINDOW - 1))[0].warnings == []
+    # Visits read back from the store (an earlier run) are not this run's noise.
+    assert run([14.0] * NOISE_WINDOW, at=float("-inf"))[0].warnings == []
