@@ -277,6 +277,7 @@ class Revisits:
         self.new_done = 0
         # |second visit / first - 1| of the networks timed a second time in this run (the noise watch)
         self.second_visit_gaps: collections.deque[float] = collections.deque(maxlen=NOISE_WINDOW)
+        self.noise_warned = False  # the watch warns once a run
         for m in store.measurements(campaign_id=campaign_id, status="ok", with_profiles=False):
             self.note(m.campaign_item or "", m.model_hash, at=float("-inf"), fastest_ms=m.measurement.stats.min_ms)
         for m in store.measurements(campaign_id=campaign_id, status="failed", with_profiles=False):
@@ -588,8 +589,9 @@ def _measure_item(session, target, store, spec, item, prepare: Callable[[], tupl
 def _watch_noise(revisits: Revisits, result: CampaignResult, emit: Callable[[CampaignEvent], None]) -> None:
     """Warn once a run when second visits stop agreeing with first ones: the device is contended."""
     share = revisits.agreement()
-    if share is None or share >= NOISE_MIN_AGREEING or any("contended" in w for w in result.warnings):
+    if share is None or share >= NOISE_MIN_AGREEING or revisits.noise_warned:
         return
+    revisits.noise_warned = True
     message = (f"the device looks contended: only {share:.0%} of the last {NOISE_WINDOW} networks timed twice"
                f" agree within ±{NOISE_AGREE:.0%} with their first visit (a quiet device: over 90 %);"
                " stop other load on it, or expect a less accurate profile")

@@ -818,7 +818,7 @@ def main() -> None:
         r["family_out"] = family_out(ds.models, kernels) if "family" not in skip else {}
         tl, visits = timeline(home, target)
         if "curve" not in skip:
-            r["curve"] = curve(ds, tl, kernels, visits, minutes=camp.get("budget_minutes", minutes))
+            r["curve"] = curve(ds, tl, kernels, visits, minutes=minutes)
         r["revisits"] = revisit_agreement(visits, {m.key: m.family for m in ds.models}, kernels)
         if r["revisits"] and "revisit-effect" not in skip:
             r["revisits"]["effect"] = revisit_effect(name, home, args.work, ds, kernels)
