@@ -29,6 +29,7 @@ import numpy as np
 from . import paths
 from .errors import AgentError, ConnectionLostError, ConversionError, UsageError
 from .bench import CAMPAIGN_BENCH, BenchSettings, bench_args, measurement_from_result
+from .quiet_gate import QuietGate
 from .records import Target
 from .store import Store
 from .tflite_profile import OpTimes
@@ -59,6 +60,10 @@ class CampaignSettings:
     # visits; 0 revisits every model alike (the campaigns before 2026-11-28 did).
     revisit_settle_pct: float = 3.0
     revisit_max_visits: int = 4  # never more visits than this, settled or not
+    # Time a sentinel network before each item and wait while the device runs it slower than its
+    # quiet self (``edgecost.quiet_gate``).  Off by default: on this project's VM, whose second vCPU
+    # comes and goes in spells of a few seconds, it did not make the measurements agree better.
+    quiet_gate: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.revisit_share < 1.0:
@@ -81,6 +86,7 @@ class CampaignSettings:
         d["bench"] = BenchSettings(**d.get("bench", {}))
         d.setdefault("revisit_share", 0.0)  # campaigns stored before revisits existed had none
         d.setdefault("revisit_settle_pct", 0.0)  # ... and before settling, every model was revisited alike
+        d.setdefault("quiet_gate", False)  # ... nor a quiet gate, before 2026-12-06
         return cls(**d)
 
 
@@ -118,6 +124,7 @@ class CampaignResult:
     device_seconds: float = 0.0
     stopped_because: str = ""
     warnings: list[str] = field(default_factory=list)
+    gate: dict[str, Any] | None = None  # what the quiet gate did (``GateReport``), if it ran
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -465,6 +472,8 @@ def run_campaign(
     revisits = (Revisits(store, campaign_id, settings.revisit_share, settings.revisit_min_gap_s,
                          settings.revisit_settle_pct, settings.revisit_max_visits)
                 if settings.revisit_share > 0 else None)
+    gate: QuietGate | None = None
+    deadline = start + budget_s
 
     def new_items() -> Iterator[tuple[int, Any, str]]:
         for index, spec in stream.specs_from(first_new):
@@ -478,6 +487,8 @@ def run_campaign(
     ahead: list[tuple[int, Any, str, Future]] = []  # the next item, already being prepared
     status = "paused"
     try:
+        if settings.quiet_gate:
+            gate = _start_gate(session, target, workdir, result, emit)
         while True:
             if stop is not None and stop.is_set():
                 result.stopped_because = "stopped"
@@ -492,6 +503,7 @@ def run_campaign(
             if revisits is not None and revisits.due():
                 pick = revisits.pick()
                 if pick is not None:
+                    _pass_gate(gate, result, emit, stop, deadline)
                     _revisit_item(session, target, store, pick, revisits, settings.bench, campaign_id, result,
                                   emit, start, budget_s)
                     _watch_noise(revisits, result, emit)
@@ -508,6 +520,7 @@ def run_campaign(
                 prepare = future.result
             else:
                 prepare = lambda spec=spec, index=index: _prepare(spec, target.runtime, workdir / f"item-{index}")
+            _pass_gate(gate, result, emit, stop, deadline)
             _measure_item(session, target, store, spec, item, prepare, settings.bench, workdir, artifacts,
                           campaign_id, result, emit, start, budget_s, op_times, revisits)
             if adaptive is not None and adaptive.maybe_refit(store.count_measurements(target)):
@@ -523,8 +536,44 @@ def run_campaign(
             prefetcher.close()
         store.set_campaign_status(campaign_id, status)
         result.elapsed_s = time.monotonic() - start
+        if gate is not None:
+            result.gate = gate.report.to_dict()
         shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def _start_gate(session, target, workdir: Path, result: CampaignResult,
+                emit: Callable[[CampaignEvent], None]) -> QuietGate | None:
+    """The campaign's quiet gate with its first reference check, or None if the sentinel cannot run."""
+    try:
+        gate = QuietGate(session, target, lambda spec, out: _prepare(spec, target.runtime, out), workdir)
+        gate.check()
+    except ConnectionLostError:
+        raise
+    except (AgentError, ConversionError) as exc:
+        message = f"no quiet gate: its sentinel network did not run ({exc}); measuring without it"
+        result.warnings.append(message)
+        emit(CampaignEvent("warning", message=message))
+        return None
+    emit(CampaignEvent("info", message=f"quiet gate: sentinel network at {gate.report.reference_ms:.2f} ms"))
+    return gate
+
+
+def _pass_gate(gate: QuietGate | None, result: CampaignResult, emit: Callable[[CampaignEvent], None],
+               stop: threading.Event | None, deadline: float) -> None:
+    """Wait for a quiet device before an item; say so the first time the gate has to wait."""
+    if gate is None:
+        return
+    waits = gate.report.waits
+    quiet, message = gate.wait(stop, deadline)
+    if gate.report.waits > waits and waits == 0:
+        first = (f"the device is contended (the sentinel network ran in {max(gate.report.last_ms):.2f} ms against"
+                 f" {gate.report.reference_ms:.2f} ms quiet): from now on each item waits up to"
+                 f" {gate.max_wait_s:.0f} s for a quiet spell")
+        emit(CampaignEvent("warning", message=first))
+    if message:
+        result.warnings.append(message)
+        emit(CampaignEvent("warning", message=message))
 
 
 def _measure_item(session, target, store, spec, item, prepare: Callable[[], tuple[Path, Any]], bench: BenchSettings,

@@ -243,13 +243,18 @@ def _print_measurement(con, path, meas) -> None:
               help="A model whose two fastest visits agree within this many percent (their fastest runs) is "
                    "settled and not timed again; the revisits go to models whose visits disagree, or to new "
                    "models when all are settled. 0 revisits every model alike. Default: 3.")
+@click.option("--quiet-gate/--no-quiet-gate", default=False, show_default=True,
+              help="Before each model, time a small sentinel network and wait (up to a minute) while the device "
+                   "runs it more than 10 % slower than its quietest. Helps where contention comes in spells "
+                   "longer than a measurement (a throttling board, a batch job); costs a fraction of a second "
+                   "of device time a model, more while it waits.")
 @click.option("--prefetch/--no-prefetch", default=None,
               help="Export the next model on the host while the device measures the current one. "
                    "Default: on for SSH devices, off for `local` (there the export would share the CPU "
                    "with the measurement).")
 @click.option("--json", "as_json", is_flag=True, help="Print the campaign summary as JSON.")
 def profile(device, devices, runtime, threads, precision, batch, budget_minutes, seed, families, strategy, new,
-            max_models, no_train, no_op_slices, revisit_share, revisit_settle_pct, prefetch, as_json):
+            max_models, no_train, no_op_slices, revisit_share, revisit_settle_pct, quiet_gate, prefetch, as_json):
     """Measure generated models on a device until the budget is spent, then fit its profile.
 
     Interrupt with Ctrl-C at any time: what was measured is stored, and running the
@@ -270,7 +275,7 @@ def profile(device, devices, runtime, threads, precision, batch, budget_minutes,
                                 revisit_share=CampaignSettings.revisit_share if revisit_share is None
                                 else revisit_share,
                                 revisit_settle_pct=CampaignSettings.revisit_settle_pct if revisit_settle_pct is None
-                                else revisit_settle_pct)
+                                else revisit_settle_pct, quiet_gate=quiet_gate)
     from .ui import run_profiles
 
     results = run_profiles(names, dict(runtime=runtime, threads=threads, precision=precision, batch=batch),

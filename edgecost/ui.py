@@ -115,6 +115,12 @@ def run_profiles(
                     + f" {r['failed']} failed in {r['elapsed_s'] / 60:.1f} min"
                     f" ({r.get('campaign_total_ok', r['measured'])} measurements in the campaign;"
                     f" {r['stopped_because'] or 'done'})")
+                gate = r.get("gate") or {}
+                if gate.get("waits"):
+                    console.print(
+                        f"{r['device']}: quiet gate: {gate['waits']} models waited for a quiet device"
+                        f" ({gate['waited_s'] / 60:.1f} min in all); {gate['contended_items']} measured while"
+                        " still contended")
                 warning = (r.get("measurement_consistency") or {}).get("warning")
                 if warning:
                     console.print(f"[yellow]{r['device']}: warning: {warning}[/yellow]")

@@ -78,13 +78,14 @@ def log(*a: Any) -> None:
 # -- campaign ---------------------------------------------------------------------------
 
 
-def campaign(name: str, home: Path, minutes: float, seed: int, revisit_share: float) -> dict[str, Any]:
+def campaign(name: str, home: Path, minutes: float, seed: int, revisit_share: float,
+             quiet_gate: bool = False) -> dict[str, Any]:
     import edgecost.api as api
     from edgecost.campaign import CampaignSettings
 
     _env_home(home)
     t0 = time.time()
-    settings = CampaignSettings(seed=seed, strategy="adaptive", revisit_share=revisit_share)
+    settings = CampaignSettings(seed=seed, strategy="adaptive", revisit_share=revisit_share, quiet_gate=quiet_gate)
     r = api.profile("local", **TARGETS[name], budget_minutes=minutes, new=True, train=False, settings=settings)
     out = r.to_dict()
     out["wall_s"] = time.time() - t0
@@ -353,7 +354,7 @@ def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str],
 # -- realistic models ---------------------------------------------------------------------
 
 
-def realistic(name: str, home: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
+def realistic(name: str, home: Path, work: Path, rounds: int = 3, quiet_gate: bool = False) -> dict[str, Any]:
     """Measure and predict the realistic models; each measured in ``rounds`` interleaved rounds.
 
     The measured latency combines the rounds by the statistic (the fastest run of all rounds,
@@ -372,11 +373,29 @@ def realistic(name: str, home: Path, work: Path, rounds: int = 3) -> dict[str, A
     settings = BenchSettings(warmup_runs=3, num_runs=20, min_secs=1.0, max_secs=60.0)
     medians: dict[str, list[float]] = {model: [] for model in files}
     fastest: dict[str, list[float]] = {model: [] for model in files}
-    for _ in range(rounds):
-        for model, path in files.items():
-            m = edgecost.measure(path, "local", **TARGETS[name], settings=settings, save=False)
-            medians[model].append(m.stats.median_ms)
-            fastest[model].append(m.stats.min_ms)
+    from edgecost.campaign import _prepare
+    from edgecost.devices import local_device
+    from edgecost.quiet_gate import QuietGate
+    from edgecost.records import Target
+    from edgecost.transport import LocalSession
+
+    # --quiet-gate: the campaign's quiet gate before each measurement as well.
+    with LocalSession(local_device()) as session:
+        gate = None
+        if quiet_gate:
+            gate = QuietGate(session, Target("local", **TARGETS[name]),
+                             lambda spec, out: _prepare(spec, TARGETS[name]["runtime"], out), work / "sentinel")
+            gate.check()
+        for _ in range(rounds):
+            for model, path in files.items():
+                if gate is not None:
+                    gate.wait()
+                m = edgecost.measure(path, "local", **TARGETS[name], settings=settings, save=False)
+                medians[model].append(m.stats.median_ms)
+                fastest[model].append(m.stats.min_ms)
+    if gate is not None:
+        log(f"  quiet gate: {gate.report.waits} of {rounds * len(files)} measurements waited"
+            f" ({gate.report.waited_s:.0f} s), {gate.report.contended_items} still contended")
     rows = []
     for model, path in files.items():
         per_round = fastest[model] if STATISTIC == "min" else medians[model]
@@ -390,7 +409,8 @@ def realistic(name: str, home: Path, work: Path, rounds: int = 3) -> dict[str, A
             f" predicted {p.latency_ms:.2f} ms")
     y = np.array([r["measured_ms"] for r in rows])
     pr = np.array([r["predicted_ms"] for r in rows])
-    return {"models": rows, "metrics": accuracy(y, pr, [r["low_ms"] for r in rows], [r["high_ms"] for r in rows])}
+    return {"models": rows, "metrics": accuracy(y, pr, [r["low_ms"] for r in rows], [r["high_ms"] for r in rows]),
+            "gate": gate.report.to_dict() if gate is not None else None}
 
 
 # -- speed --------------------------------------------------------------------------------
@@ -472,7 +492,7 @@ def cli_cold(name: str, home: Path, model: Path, repeats: int = 5) -> dict[str, 
     return {"median_s": statistics.median(times), "max_s": max(times)}
 
 
-def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40) -> dict[str, Any]:
+def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40, quiet_gate: bool = False) -> dict[str, Any]:
     """Re-measure architectures from the campaign now, twice: how far do medians move?"""
     from edgecost.devices import local_device
     from edgecost.bench import CAMPAIGN_BENCH, bench_args
@@ -486,9 +506,18 @@ def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40) -> di
     pick = [nets[i] for i in rng.choice(len(nets), min(n, len(nets)), replace=False)]
     again = {0: [], 1: []}
     key = "min_ms" if STATISTIC == "min" else "median_ms"
+    from edgecost.campaign import _prepare
+    from edgecost.quiet_gate import QuietGate
+
     with LocalSession(local_device()) as s:
+        gate = None
+        if quiet_gate:
+            gate = QuietGate(s, ds.target, lambda spec, out: _prepare(spec, ds.target.runtime, out), home / "sentinel")
+            gate.check()
         for rep in (0, 1):
             for m in pick:
+                if gate is not None:
+                    gate.wait()  # as in the campaign
                 res = s.bench(st.model(m.key).artifact_path, **bench_args(ds.target, st.model_graph(m.key), CAMPAIGN_BENCH))
                 again[rep].append(res["stats"][key])
     y = np.array([m.latency_ms for m in pick])
@@ -575,6 +604,13 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
               + (f", and {c['revisited']} visits of models measured earlier (each model's latency is the"
                  f" {STAT_OF_VISITS[r.get('statistic', 'median')]})" if c.get("revisited") else "")
               + f" in {c['wall_s'] / 60:.1f} min wall, {c['device_seconds'] / 60:.1f} min of timed runs on the device.", ""]
+        g = c.get("gate")
+        if g:
+            L += [f"Quiet gate (`edgecost.quiet_gate`): the sentinel network was timed {g['checks']} times"
+                  f" ({g['device_s']:.0f} s on the device; fastest {g['reference_ms']:.2f} ms); {g['waits']} items waited"
+                  f" for a quiet device, {g['waited_s'] / 60:.1f} min of the wall budget in all, and"
+                  f" {g['contended_items']} were measured after a minute still contended"
+                  + (f"; the reference was reset {g['resets']} times" if g.get("resets") else "") + ".", ""]
         rv = r.get("revisits")
         if rv:
             L += [f"Revisits: {rv['models_visited_twice_or_more']} of {rv['models']} models were timed at least twice;"
@@ -658,6 +694,10 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
                 L.append(f"| {row['model']} | {row['measured_ms']:.2f} | {rounds} | {row['predicted_ms']:.2f} |"
                          f" {row['error_pct']:+.1f} % |")
             L.append("")
+            g = real.get("gate")
+            if g:
+                L += [f"Each realistic measurement passed the quiet gate first: {g['waits']} of them waited for a quiet"
+                      f" device ({g['waited_s']:.0f} s in all), {g['contended_items']} were measured still contended.", ""]
         if r.get("curve"):
             L += ["Accuracy vs minutes of measuring (profile fitted on what the first *m* minutes measured; scored on"
                   " the same held-out fifth of the campaign's architectures):", "",
@@ -715,6 +755,9 @@ def main() -> None:
     ap.add_argument("--statistic", choices=("min", "median"), default="min",
                     help="What a model's latency is, measured and predicted (edgecost.predictor.labels).")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgecost-benchmarks"))
+    ap.add_argument("--quiet-gate", action="store_true",
+                    help="Campaigns, realistic models and noise floor pass the quiet gate before each measurement"
+                         " (edgecost.quiet_gate).")
     ap.add_argument("--reuse", action="store_true", help="Reuse the campaigns already in --work; run the missing ones.")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     ap.add_argument("--results", type=Path, default=ROOT / "models" / "benchmarks" / "results.json")
@@ -758,7 +801,8 @@ def main() -> None:
         redone = args.targets.split(",")
         how = ("re-scored on their stored campaigns (no new campaign; realistic models and noise floor re-measured)"
                if args.reuse else "re-run")
-        reuse = (" --reuse" if args.reuse else "") + (f" --minutes {args.minutes:g}" if args.minutes else "")
+        reuse = ((" --reuse" if args.reuse else "") + (f" --minutes {args.minutes:g}" if args.minutes else "")
+                 + (" --quiet-gate" if args.quiet_gate else ""))
         others = [t for t in previous.get("targets", {}) if t not in redone]
         kept = [f"{t} ({previous['targets'][t].get('campaign_date') or previous.get('date')})" for t in others]
         note = (f"Targets {', '.join(redone)} {how} on {results['date']} with `python scripts/benchmarks.py --merge{reuse} "
@@ -777,7 +821,8 @@ def main() -> None:
             shutil.rmtree(home, ignore_errors=True)
         r: dict[str, Any] = {}
         minutes = args.minutes or CAMPAIGN_MINUTES[name]
-        camp = campaign(name, home, minutes, seed=SEEDS[name], revisit_share=args.revisit_share) if not reuse else None
+        camp = (campaign(name, home, minutes, seed=SEEDS[name], revisit_share=args.revisit_share,
+                         quiet_gate=args.quiet_gate) if not reuse else None)
         ds, target = dataset(name, home)
         r["target"] = target.key
         r["statistic"] = STATISTIC
@@ -796,6 +841,9 @@ def main() -> None:
                     "revisit_share": c["settings"].get("revisit_share", 0.0),
                     "revisit_settle_pct": c["settings"].get("revisit_settle_pct", 0.0),
                     "revisit_max_visits": c["settings"].get("revisit_max_visits")}
+            earlier = results.get("targets", {}).get(name) or {}
+            if earlier.get("campaign_date") == campaign_date(home) and (earlier.get("campaign") or {}).get("gate"):
+                camp["gate"] = earlier["campaign"]["gate"]  # the gate's report lives in the run's result only
         r["campaign"] = camp
         r["campaign_date"] = campaign_date(home)
         log(name, "dataset:", len(ds.models), "models; execution", ds.execution)
@@ -828,7 +876,7 @@ def main() -> None:
         _env_home(home)
         train_and_save(Store(), target, statistic=STATISTIC)
         if "realistic" not in skip:
-            r["realistic"] = realistic(name, home, args.work)
+            r["realistic"] = realistic(name, home, args.work, quiet_gate=args.quiet_gate)
         r["speed"] = speed(name, home, ds)
         r["cli_cold"] = cli_cold(name, home, cli_model(name, args.work))
         if "regressors" not in skip and name == "ort1":
@@ -848,7 +896,7 @@ def main() -> None:
                 r["regressors"][reg] = {**a, "fit_s": fit_s}
                 log(name, reg, round(a["within_10pct"], 3), round(fit_s), "s")
         if TARGETS[name]["runtime"] == "onnxruntime" and "noise" not in skip:
-            r["noise"] = noise_floor(name, home, ds, kernels)
+            r["noise"] = noise_floor(name, home, ds, kernels, quiet_gate=args.quiet_gate)
         r["kernel_sum_reference"] = kernel_time_consistency(ds.models, kernels)
         results["targets"][name] = r
         args.results.parent.mkdir(parents=True, exist_ok=True)

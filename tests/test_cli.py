@@ -256,10 +256,11 @@ def test_train_reports_accuracy_and_consistency_and_records_its_latency_statisti
 
 def test_profile_with_training_reports_the_profiles_measurement_consistency(home):
     proc = run_cli("profile", "--device", "local", "--families", "conv,linear", "--strategy", "random",
-                   "--max-models", "6", "--json", home=home, timeout=600)
+                   "--max-models", "6", "--quiet-gate", "--json", home=home, timeout=600)
     assert proc.returncode == 0, proc.stderr
     [summary] = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert summary["measured"] == 6
+    assert summary["gate"]["checks"] >= 7  # --quiet-gate: a sentinel run first, then one before each model
     assert "measurement_consistency" in summary  # null: a 6-model campaign has too few networks to tell
     assert list((home / "profiles").glob("local__onnxruntime__t1__fp32__b1.profile.json.gz"))
 

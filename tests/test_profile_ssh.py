@@ -9,6 +9,8 @@ untouched.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import subprocess
 import sys
@@ -46,8 +48,10 @@ def _assert_unique_items(store: Store, campaign_id: int) -> list[str]:
 def test_campaign_over_ssh_into_the_store(ssh_hosts_two, ssh_home):
     dev = ssh_home.add(ssh_hosts_two[0], "pi")
     store = Store()
-    r = api.profile("pi", budget_minutes=5, settings=SETTINGS, max_items=5, train=False, store=store)
+    gated = dataclasses.replace(SETTINGS, quiet_gate=True)  # the sentinel goes over SSH like any model
+    r = api.profile("pi", budget_minutes=5, settings=gated, max_items=5, train=False, store=store)
     assert r.measured + r.failed == 5 and r.measured >= 4 and r.stopped_because == "item limit reached"
+    assert r.gate["checks"] >= 6 and r.gate["reference_ms"] > 0  # a first check, then one before each item
     rows = store.measurements(dev.target())
     assert len(rows) == r.measured and all(m.measurement.node_profile for m in rows)
     assert {m.target.device for m in rows} == {"pi"}

@@ -72,7 +72,18 @@ OP_SCALED_CATEGORIES = ("activation",)
 #: the trees cannot carve out of a few dozen kernels when one family holds most of the 7×7s.
 WINDOW_SCALED_CATEGORIES = ("dwconv",)
 _I_KH, _I_KW = FEATURE_NAMES.index("kernel_h"), FEATURE_NAMES.index("kernel_w")
+_I_C_OUT = FEATURE_NAMES.index("c_out")
+_I_C_OUT_GROUP = FEATURE_NAMES.index("c_out_per_group")
+#: Categories whose output channels a runtime may compute in blocks (XNNPACK's and MLAS's
+#: convolution micro-kernels write 8 or 16 channels at a time): a block left partly empty costs
+#: a full one, so 17 output channels take the time of 32 when the block is 16.  The baseline
+#: picks each category's block from the profiled kernels (``CHANNEL_BLOCKS``; 1 = no blocking).
+CHANNEL_BLOCKED_CATEGORIES = ("conv", "dwconv", "gconv", "convtranspose")
+CHANNEL_BLOCKS = (1, 4, 8, 16, 32)
+#: A block is kept only if it cuts the category's mean squared log residual by this share.
+CHANNEL_BLOCK_MIN_GAIN = 0.05
 _C_SOFTMAX, _C_NORM = CATEGORIES.index("softmax"), CATEGORIES.index("norm")
+_C_GCONV = CATEGORIES.index("gconv")
 _C_BATCHED = [CATEGORIES.index("matmul"), CATEGORIES.index("attention")]
 
 
@@ -113,6 +124,25 @@ def _work(X: np.ndarray, cats: np.ndarray | None = None) -> np.ndarray:
     return np.column_stack([flops / 1e9, moved / 1e6, calls / 1e3, np.ones(len(X))])
 
 
+def _channel_padding(X: np.ndarray, cats: np.ndarray, blocks: dict[int, int]) -> np.ndarray:
+    """Each row's output channels rounded up to its category's block, over its output channels (≥ 1).
+    A grouped convolution's channels are blocked within each group."""
+    pad = np.ones(len(X))
+    c = np.where(cats == _C_GCONV, X[:, _I_C_OUT_GROUP], X[:, _I_C_OUT])
+    for cat, block in blocks.items():
+        rows = (cats == cat) & (c > 0)
+        pad[rows] = np.ceil(c[rows] / block) * block / c[rows]
+    return pad
+
+
+def _padded_work(X: np.ndarray, cats: np.ndarray, blocks: dict[int, int]) -> np.ndarray:
+    """``_work`` with each blocked category's GFLOP counted over its padded output channels."""
+    W = _work(X, cats)
+    if blocks:
+        W[:, 0] *= _channel_padding(X, cats, blocks)
+    return W
+
+
 def _taps(X: np.ndarray) -> np.ndarray:
     """Window taps (kernel_h × kernel_w) of each kernel row; missing sizes give a negative number."""
     kh, kw = X[:, _I_KH], X[:, _I_KW]
@@ -134,7 +164,9 @@ def _categories_of(X: np.ndarray) -> np.ndarray:
 @dataclass
 class Baseline:
     """µs ≈ (a·GFLOP + b·MB + d·kcalls + c) per kernel category (all coefficients ≥ 0), times a
-    per-operator factor within the category.
+    per-operator factor within the category.  In ``CHANNEL_BLOCKED_CATEGORIES`` the GFLOP count
+    is over the output channels rounded up to the category's block (``channel_block``, picked
+    from the profiled kernels; absent: no blocking).
 
     A category mixes operators of very different cost per element (Relu and QuickGelu are both
     activations).  Only ``OP_SCALED_CATEGORIES`` get factors: elsewhere the operators of a category
@@ -149,6 +181,7 @@ class Baseline:
     coef: np.ndarray  # (n_categories, 4)
     op_log_scale: dict[tuple[int, float], float] = field(default_factory=dict)  # (category, op_code) -> log factor
     window_log_scale: dict[tuple[int, float], float] = field(default_factory=dict)  # (category, taps) -> log factor
+    channel_block: dict[int, int] = field(default_factory=dict)  # category -> output-channel block (absent: 1)
 
     #: Pseudo-count toward factor 1 for an operator's (or a window's) own median ratio.
     OP_SHRINK = 2.0
@@ -171,7 +204,26 @@ class Baseline:
                 fit = _nnls(W[sel] / y_us[sel, None], np.ones(int(sel.sum())))
                 if np.any(fit > 0):
                     coef[c] = fit
-        base = cls(coef)
+        blocks: dict[int, int] = {}
+        for c in np.unique(cats):
+            sel = cats == c
+            if CATEGORIES[c] not in CHANNEL_BLOCKED_CATEGORIES or sel.sum() < min_rows:
+                continue
+            best, best_err, plain_err = 1, np.inf, np.inf
+            for block in CHANNEL_BLOCKS:
+                Wc = _padded_work(X[sel], cats[sel], {int(c): block})
+                fit = _nnls(Wc / y_us[sel, None], np.ones(int(sel.sum())))
+                if not np.any(fit > 0):
+                    continue
+                err = float(np.mean(np.log(np.maximum(Wc @ fit, _FLOOR_US) / y_us[sel]) ** 2))
+                if block == 1:
+                    plain_err = err
+                if err < best_err:
+                    best, best_err, best_fit = block, err, fit
+            if best > 1 and best_err < (1 - CHANNEL_BLOCK_MIN_GAIN) * plain_err:
+                blocks[int(c)] = best
+                coef[c] = best_fit
+        base = cls(coef, channel_block=blocks)
         base.op_log_scale = cls._shrunk_factors(np.log(y_us) - np.log(base.predict(X)), cats, X[:, _I_OP],
                                                 OP_SCALED_CATEGORIES)
         base.window_log_scale = cls._shrunk_factors(
@@ -200,7 +252,7 @@ class Baseline:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         cats = _categories_of(X)
-        out = np.maximum((_work(X, cats) * self.coef[cats]).sum(axis=1), _FLOOR_US)
+        out = np.maximum((_padded_work(X, cats, self.channel_block) * self.coef[cats]).sum(axis=1), _FLOOR_US)
         if self.op_log_scale:
             out = out * np.exp(_log_factors(self.op_log_scale, cats, X[:, _I_OP]))
         if self.window_log_scale:
@@ -210,7 +262,8 @@ class Baseline:
     def to_dict(self) -> dict[str, Any]:
         return {"categories": list(CATEGORIES), "coef_us_per_gflop_mb_kcall_one": self.coef.tolist(),
                 "op_log_scale": [[CATEGORIES[c], code, v] for (c, code), v in sorted(self.op_log_scale.items())],
-                "window_log_scale": [[CATEGORIES[c], taps, v] for (c, taps), v in sorted(self.window_log_scale.items())]}
+                "window_log_scale": [[CATEGORIES[c], taps, v] for (c, taps), v in sorted(self.window_log_scale.items())],
+                "channel_block": {CATEGORIES[c]: b for c, b in sorted(self.channel_block.items())}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Baseline":
@@ -222,7 +275,9 @@ class Baseline:
         scale = {(CATEGORIES.index(c), float(code)): float(v) for c, code, v in d.get("op_log_scale", [])}
         # Nor per-window factors, before 2026-12-05.
         window = {(CATEGORIES.index(c), float(t)): float(v) for c, t, v in d.get("window_log_scale", [])}
-        return cls(np.asarray(d["coef_us_per_gflop_mb_kcall_one"], float), scale, window)
+        # Nor output-channel blocks, before 2026-12-06.
+        blocks = {CATEGORIES.index(c): int(b) for c, b in d.get("channel_block", {}).items()}
+        return cls(np.asarray(d["coef_us_per_gflop_mb_kcall_one"], float), scale, window, blocks)
 
 
 @dataclass
