@@ -546,8 +546,7 @@ def _start_gate(session, target, workdir: Path, result: CampaignResult,
                 emit: Callable[[CampaignEvent], None]) -> QuietGate | None:
     """The campaign's quiet gate with its first reference check, or None if the sentinel cannot run."""
     try:
-        gate = QuietGate(session, target, lambda spec, out: _prepare(spec, target.runtime, out), workdir)
-        gate.check()
+        gate = QuietGate(session, target, workdir)
     except ConnectionLostError:
         raise
     except (AgentError, ConversionError) as exc:

@@ -85,11 +85,11 @@ def sentinel_spec(batch: int = 1):
 class QuietGate:
     """Times a sentinel before each item and waits while the device is slower than its quiet self.
 
-    ``prepare(spec, out_dir) -> (path, graph)`` exports the sentinel for the target's runtime
-    (the campaign's own export); ``sleep`` and ``clock`` are injectable for tests.
+    Built, it has exported and staged the sentinel (under ``workdir``) and timed it once for its
+    first reference.  ``sleep`` and ``clock`` are injectable for tests.
     """
 
-    def __init__(self, session, target: Target, prepare: Callable[[Any, Path], tuple[Path, Any]], workdir: Path, *,
+    def __init__(self, session, target: Target, workdir: Path, *,
                  tolerance: float = DEFAULT_TOLERANCE, max_wait_s: float = DEFAULT_MAX_WAIT_S,
                  poll_s: float = DEFAULT_POLL_S, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic):
@@ -99,9 +99,12 @@ class QuietGate:
         self.report = GateReport()
         self._timeouts_in_row = 0
         self.broken = False  # the sentinel failed once: the gate lets every item through
-        path, graph = prepare(sentinel_spec(target.batch), workdir / "sentinel")
+        from .campaign import _prepare  # the sentinel is exported as the campaign exports its items
+
+        path, graph = _prepare(sentinel_spec(target.batch), target.runtime, workdir / "sentinel")
         self._args = bench_args(target, graph, GATE_BENCH)
         self._remote = session.stage_model(path)
+        self.check()
 
     def check(self) -> float:
         """Time the sentinel once; its fastest run (ms).  Lowers the reference if it ran faster."""

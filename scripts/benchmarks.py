@@ -373,19 +373,14 @@ def realistic(name: str, home: Path, work: Path, rounds: int = 3, quiet_gate: bo
     settings = BenchSettings(warmup_runs=3, num_runs=20, min_secs=1.0, max_secs=60.0)
     medians: dict[str, list[float]] = {model: [] for model in files}
     fastest: dict[str, list[float]] = {model: [] for model in files}
-    from edgecost.campaign import _prepare
     from edgecost.devices import local_device
     from edgecost.quiet_gate import QuietGate
     from edgecost.records import Target
     from edgecost.transport import LocalSession
 
-    # --quiet-gate: the campaign's quiet gate before each measurement as well.
-    with LocalSession(local_device()) as session:
-        gate = None
-        if quiet_gate:
-            gate = QuietGate(session, Target("local", **TARGETS[name]),
-                             lambda spec, out: _prepare(spec, TARGETS[name]["runtime"], out), work / "sentinel")
-            gate.check()
+    # --quiet-gate: the campaign's quiet gate before each measurement as well (its own agent).
+    with LocalSession(local_device()) if quiet_gate else contextlib.nullcontext() as session:
+        gate = QuietGate(session, Target("local", **TARGETS[name]), work / "sentinel") if quiet_gate else None
         for _ in range(rounds):
             for model, path in files.items():
                 if gate is not None:
@@ -506,14 +501,10 @@ def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40, quiet
     pick = [nets[i] for i in rng.choice(len(nets), min(n, len(nets)), replace=False)]
     again = {0: [], 1: []}
     key = "min_ms" if STATISTIC == "min" else "median_ms"
-    from edgecost.campaign import _prepare
     from edgecost.quiet_gate import QuietGate
 
     with LocalSession(local_device()) as s:
-        gate = None
-        if quiet_gate:
-            gate = QuietGate(s, ds.target, lambda spec, out: _prepare(spec, ds.target.runtime, out), home / "sentinel")
-            gate.check()
+        gate = QuietGate(s, ds.target, home / "sentinel") if quiet_gate else None
         for rep in (0, 1):
             for m in pick:
                 if gate is not None:

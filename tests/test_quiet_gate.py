@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from edgecost.campaign import CampaignSettings, _prepare, run_campaign
+from edgecost.campaign import CampaignSettings, run_campaign
 from edgecost.bench import BenchSettings
 from edgecost.devices import local_device
 from edgecost.errors import AgentError
@@ -66,7 +66,7 @@ class Throttler:
 
 
 def _gate(session, tmp_path, **kw) -> QuietGate:
-    return QuietGate(session, T, lambda spec, out: _prepare(spec, "onnxruntime", out), tmp_path, **kw)
+    return QuietGate(session, T, tmp_path, **kw)
 
 
 def _reference(gate: QuietGate) -> float:
@@ -158,8 +158,7 @@ def _scripted_gate(times, tmp_path, **kw) -> tuple[QuietGate, ScriptedSession]:
     def sleep(s):
         clock[0] += s
 
-    gate = QuietGate(session, T, lambda spec, out: _prepare(spec, "onnxruntime", out), tmp_path,
-                     sleep=sleep, clock=lambda: clock[0], **kw)
+    gate = QuietGate(session, T, tmp_path, sleep=sleep, clock=lambda: clock[0], **kw)  # takes the first time
     return gate, session
 
 
@@ -167,7 +166,6 @@ def test_after_several_timed_out_items_the_gate_takes_the_slower_device_as_its_n
     # Quiet at 2.0 ms, then slower for good at 3.0 ms: each wait times out after 2 polls ...
     slow = [3.0] * 100
     gate, _ = _scripted_gate([2.0] + slow, tmp_path, max_wait_s=2.0, poll_s=1.0)
-    gate.check()
     messages = [gate.wait() for _ in range(RESET_AFTER)]
     assert [q for q, _ in messages] == [False] * RESET_AFTER
     assert messages[-1][1] and "1.50x slower" in messages[-1][1] and gate.report.resets == 1
@@ -180,7 +178,6 @@ def test_after_several_timed_out_items_the_gate_takes_the_slower_device_as_its_n
 def test_a_faster_quiet_spell_lowers_the_reference_and_a_failing_sentinel_lets_items_through(tmp_path):
     # A campaign that starts contended (3 ms) learns the quiet figure (2 ms) when it comes.
     gate, session = _scripted_gate([3.0, 2.0, 3.0, 2.1], tmp_path, fail_at=(5,), max_wait_s=10.0, poll_s=1.0)
-    gate.check()
     assert gate.wait() == (True, None) and gate.report.reference_ms == 2.0
     assert gate.wait() == (True, None) and gate.report.waits == 1  # 3.0 waited, 2.1 passed
     quiet, message = gate.wait()
