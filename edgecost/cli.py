@@ -70,7 +70,8 @@ def target_options(fn):
 statistic_option = click.option(
     "--statistic", type=click.Choice(LATENCY_STATISTICS), default=DEFAULT_LATENCY_STATISTIC, show_default=True,
     help="What a model's latency is: min = its fastest timed run over all visits (the device with nothing else "
-         "running; the most reproducible), median = the median of its visits' medians.")
+         "running; the most reproducible), p10 = the lowest of its visits' 10th-percentile runs (steadier where "
+         "single runs jitter), median = the median of its visits' medians.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -142,6 +143,7 @@ def predict(models, device, runtime, threads, precision, batch, input_shape, pro
                 kt.add_row(k.name, k.op_type, f"{k.latency_ms:.4f}", ", ".join(k.covers[:4]))
             con.print(kt)
     what = {"min": "; latency = the fastest run, the device with nothing else running",
+            "p10": "; latency = the 10th-percentile run of the fastest visit",
             "median": "; latency = the median run"}
     con.print(f"[dim]profile: {preds[0].profile}{what.get(preds[0].latency_statistic, '')}[/dim]" if preds else "")
 
@@ -245,7 +247,7 @@ def _print_measurement(con, path, meas) -> None:
                    "models when all are settled. 0 revisits every model alike. Default: 3.")
 @click.option("--quiet-gate/--no-quiet-gate", default=False, show_default=True,
               help="Before each model, time a small sentinel network and wait (up to a minute) while the device "
-                   "runs it more than 10 % slower than its quietest. Helps where contention comes in spells "
+                   "runs it (its median over 0.2 s) more than 10 % slower than its quietest. Helps where contention comes in spells "
                    "longer than a measurement (a throttling board, a batch job); costs a fraction of a second "
                    "of device time a model, more while it waits.")
 @click.option("--prefetch/--no-prefetch", default=None,

@@ -27,7 +27,7 @@ For each target (ONNX Runtime CPU at 1 and 2 threads, LiteRT at 1 thread) on *th
 
 Every latency, measured or predicted, is by one statistic (``--statistic``, default ``min``:
 a model's fastest timed run over its visits or rounds, see ``edgecost.predictor.labels``);
-each target also reports the random split with the other statistic's labels.
+each target also reports the random split with the other statistics' labels (``p10``, ``median``).
 
 Run it on a quiet machine: other load shifts measured latencies by several percent.
 """
@@ -160,9 +160,11 @@ def timeline(home: Path, target) -> tuple[dict[str, tuple[float, float]], dict[s
             start = t if start is None else start
             out.setdefault(r.model_hash, ((t - start) / 60.0, device_s / 60.0))
             if r.status == "ok":
-                fastest = r.measurement.stats.min_ms if r.measurement and r.measurement.stats else None
+                stats = r.measurement.stats if r.measurement else None
+                fastest = stats.min_ms if stats else None
                 visits.setdefault(r.model_hash, []).append(
-                    ((t - start) / 60.0, {"median": r.median_ms, "min": fastest or r.median_ms}))
+                    ((t - start) / 60.0, {"median": r.median_ms, "min": fastest or r.median_ms,
+                                          "p10": (stats.p10_ms if stats else None) or fastest or r.median_ms}))
     return out, visits
 
 
@@ -174,7 +176,7 @@ def revisit_agreement(visits: dict[str, list[tuple[float, dict]]], families: dic
     if not twice:
         return None
     by_stat = {}
-    for stat in ("min", "median"):
+    for stat in ("min", "p10", "median"):
         a = np.array([v[0][1][stat] for v in twice])
         b = np.array([v[1][1][stat] for v in twice])
         d = np.abs(b - a) / a
@@ -373,6 +375,7 @@ def realistic(name: str, home: Path, work: Path, rounds: int = 3, quiet_gate: bo
     settings = BenchSettings(warmup_runs=3, num_runs=20, min_secs=1.0, max_secs=60.0)
     medians: dict[str, list[float]] = {model: [] for model in files}
     fastest: dict[str, list[float]] = {model: [] for model in files}
+    low: dict[str, list[float]] = {model: [] for model in files}  # each round's 10th-percentile run
     from edgecost.devices import local_device
     from edgecost.quiet_gate import QuietGate
     from edgecost.records import Target
@@ -388,16 +391,17 @@ def realistic(name: str, home: Path, work: Path, rounds: int = 3, quiet_gate: bo
                 m = edgecost.measure(path, "local", **TARGETS[name], settings=settings, save=False)
                 medians[model].append(m.stats.median_ms)
                 fastest[model].append(m.stats.min_ms)
+                low[model].append(m.stats.p10_ms)
     if gate is not None:
         log(f"  quiet gate: {gate.report.waits} of {rounds * len(files)} measurements waited"
             f" ({gate.report.waited_s:.0f} s), {gate.report.contended_items} still contended")
     rows = []
     for model, path in files.items():
-        per_round = fastest[model] if STATISTIC == "min" else medians[model]
+        per_round = {"min": fastest, "p10": low, "median": medians}[STATISTIC][model]
         measured = combine_visits(per_round, STATISTIC)
         p = edgecost.predict(path, "local", **TARGETS[name])
         rows.append({"model": model, "measured_ms": measured, "statistic": STATISTIC,
-                     "round_medians_ms": medians[model], "round_min_ms": fastest[model],
+                     "round_medians_ms": medians[model], "round_min_ms": fastest[model], "round_p10_ms": low[model],
                      "predicted_ms": p.latency_ms, "low_ms": p.low_ms, "high_ms": p.high_ms,
                      "error_pct": 100.0 * (p.latency_ms - measured) / measured})
         log(f"  {model}: measured {measured:.2f} (rounds {', '.join(f'{v:.2f}' for v in per_round)})"
@@ -500,7 +504,7 @@ def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40, quiet
     rng = np.random.default_rng(7)
     pick = [nets[i] for i in rng.choice(len(nets), min(n, len(nets)), replace=False)]
     again = {0: [], 1: []}
-    key = "min_ms" if STATISTIC == "min" else "median_ms"
+    key = {"min": "min_ms", "p10": "p10_ms", "median": "median_ms"}[STATISTIC]
     from edgecost.quiet_gate import QuietGate
 
     with LocalSession(local_device()) as s:
@@ -515,7 +519,7 @@ def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40, quiet
     a, b = np.array(again[0]), np.array(again[1])
     now = np.abs(b - a) / a
     later = np.abs(a - y) / y
-    what = "fastest runs" if STATISTIC == "min" else "medians"
+    what = STAT_PLURAL[STATISTIC]
     text = (f"{len(pick)} architectures from the {name} campaign measured again at the end of the run, twice in a row:"
             f" back to back, the two {what} are within ±5 % for {pct(np.mean(now <= 0.05))} and within ±10 % for"
             f" {pct(np.mean(now <= 0.10))} of models (median difference {100 * np.median(now):.1f} %); against the"
@@ -539,15 +543,19 @@ def ms(d: dict[str, Any], key: str, scale: float = 100.0, unit: str = " %", digi
     return f"{v['mean'] * scale:.{digits}f} ± {v['std'] * scale:.{digits}f}{unit}"
 
 
-STAT_NAMES = {"min": "fastest run", "median": "median"}
-STAT_PLURAL = {"min": "fastest runs", "median": "medians"}
-STAT_OF_VISITS = {"min": "fastest run over its visits", "median": "median of its visits"}
+STAT_NAMES = {"min": "fastest run", "p10": "10th-percentile run", "median": "median"}
+STAT_PLURAL = {"min": "fastest runs", "p10": "10th-percentile runs", "median": "medians"}
+STAT_OF_VISITS = {"min": "fastest run over its visits", "p10": "lowest 10th-percentile run over its visits",
+                  "median": "median of its visits"}
 
 
 def write_markdown(results: dict[str, Any], out: Path) -> None:
     dates = ", ".join(f"{n} {r['campaign_date']}" for n, r in results["targets"].items() if r.get("campaign_date"))
+    machines = {n: r.get("machine", results["machine"]) for n, r in results["targets"].items()}
+    where = (next(iter(machines.values())) if len(set(machines.values())) == 1 else
+             "several machines (" + "; ".join(f"{n}: {m}" for n, m in machines.items()) + ")")
     L = ["# Benchmarks", "",
-         f"Measured on {results['machine']} by `python scripts/benchmarks.py`, last on {results['date']}"
+         f"Measured on {where} by `python scripts/benchmarks.py`, last on {results['date']}"
          + (f" (campaigns: {dates})" if dates else "") +
          f" (raw figures in `models/benchmarks/results.json`). Every number below comes from one run of that"
          " script; the machine is a shared 2-vCPU VM, and re-measuring the same models 30 minutes apart moves"
@@ -555,9 +563,10 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
          "A model's latency, measured or predicted, is by one statistic per target (the *latency* column):"
          " **fastest run**: the fastest timed run over all its visits (campaign) or rounds (realistic models),"
          " the latency of the device with nothing else running, which other tenants' load cannot inflate"
-         " (`edgecost.predictor.labels`, `edgecost train --statistic min`, the default); or **median**: the"
+         " (`edgecost.predictor.labels`, `edgecost train --statistic min`, the default); **10th-percentile"
+         " run**: the lowest of its visits' 10th-percentile runs (`--statistic p10`); or **median**: the"
          " median of its visits' median runs. Each target also reports its random split with the other"
-         " statistic's labels.", ""]
+         " statistics' labels (on the same splits; targets last run before 2026-12-06 have no p10 row).", ""]
     for note in results.get("notes", []):
         L += [note, ""]
     L += ["## Summary against the targets of issue 4", "",
@@ -598,7 +607,7 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
         g = c.get("gate")
         if g:
             L += [f"Quiet gate (`edgecost.quiet_gate`): the sentinel network was timed {g['checks']} times"
-                  f" ({g['device_s']:.0f} s on the device; fastest {g['reference_ms']:.2f} ms); {g['waits']} items waited"
+                  f" ({g['device_s']:.0f} s on the device; quiet reference {g['reference_ms']:.2f} ms); {g['waits']} items waited"
                   f" for a quiet device, {g['waited_s'] / 60:.1f} min of the wall budget in all, and"
                   f" {g['contended_items']} were measured after a minute still contended"
                   + (f"; the reference was reset {g['resets']} times" if g.get("resets") else "") + ".", ""]
@@ -675,13 +684,15 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
                          f" {pct(v.get('interval_coverage', float('nan')))} |")
             L.append("")
         if real:
-            fastest = real["models"][0].get("statistic") == "min"
+            stat = real["models"][0].get("statistic", "median")
             L += ["Realistic models (224×224, batch 1; measured: "
-                  + ("the fastest run over the interleaved rounds; rounds: each round's fastest run):" if fastest
-                     else "median of the interleaved rounds' medians):"), "",
+                  + {"min": "the fastest run over the interleaved rounds; rounds: each round's fastest run):",
+                     "p10": "the lowest 10th-percentile run over the interleaved rounds; rounds: each round's):",
+                     "median": "median of the interleaved rounds' medians):"}[stat], "",
                   "| model | measured ms | rounds (ms) | predicted ms | error |", "|---|---|---|---|---|"]
             for row in real["models"]:
-                rounds = ", ".join(f"{v:.2f}" for v in row.get("round_min_ms" if fastest else "round_medians_ms", []))
+                column = {"min": "round_min_ms", "p10": "round_p10_ms", "median": "round_medians_ms"}[stat]
+                rounds = ", ".join(f"{v:.2f}" for v in row.get(column, []))
                 L.append(f"| {row['model']} | {row['measured_ms']:.2f} | {rounds} | {row['predicted_ms']:.2f} |"
                          f" {row['error_pct']:+.1f} % |")
             L.append("")
@@ -743,7 +754,7 @@ def main() -> None:
                     help="Wall minutes of each campaign (default: per target, 15; 35 for tflite1).")
     ap.add_argument("--revisit-share", type=float, default=0.5,
                     help="Share of campaign turns that time an already-measured model again (CampaignSettings.revisit_share).")
-    ap.add_argument("--statistic", choices=("min", "median"), default="min",
+    ap.add_argument("--statistic", choices=("min", "p10", "median"), default="min",
                     help="What a model's latency is, measured and predicted (edgecost.predictor.labels).")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgecost-benchmarks"))
     ap.add_argument("--quiet-gate", action="store_true",
@@ -817,6 +828,7 @@ def main() -> None:
         ds, target = dataset(name, home)
         r["target"] = target.key
         r["statistic"] = STATISTIC
+        r["machine"] = _machine()
         if camp is None:
             from edgecost.store import Store
 
@@ -842,10 +854,11 @@ def main() -> None:
             r["op_slices"] = op_slice_summary(ds.models)
         r["random"] = split_metrics(ds.models, kernels)
         log(name, "random split:", {k: round(v["mean"], 3) for k, v in r["random"]["architectures"].items()})
-        other = "median" if STATISTIC == "min" else "min"
-        a = split_metrics(dataset(name, home, other)[0].models, kernels)["architectures"]
-        r["label_comparison"] = {other: {k: a[k] for k in ("within_10pct", "within_5pct", "mape", "spearman")}}
-        log(name, "random split with", other, "labels:", round(a["within_10pct"]["mean"], 3))
+        r["label_comparison"] = {}
+        for other in (s for s in ("min", "p10", "median") if s != STATISTIC):  # same splits, other labels
+            a = split_metrics(dataset(name, home, other)[0].models, kernels)["architectures"]
+            r["label_comparison"][other] = {k: a[k] for k in ("within_10pct", "within_5pct", "mape", "spearman")}
+            log(name, "random split with", other, "labels:", round(a["within_10pct"]["mean"], 3))
         m_all = r["random"]["all_items"]
         r["interval"] = {"coverage": m_all["interval_coverage"]["mean"],
                          "width_pct": m_all["interval_mean_width_pct"]["mean"]}

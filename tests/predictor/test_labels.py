@@ -17,8 +17,8 @@ from edgecost.predictor.labels import (
 from edgecost.records import LatencyStats
 
 
-def visit(median_ms: float, min_ms: float | None):
-    stats = LatencyStats(n=10, median_ms=median_ms, p10_ms=median_ms, p90_ms=median_ms, mean_ms=median_ms,
+def visit(median_ms: float, min_ms: float | None, p10_ms: float | None = None):
+    stats = LatencyStats(n=10, median_ms=median_ms, p10_ms=p10_ms or median_ms, p90_ms=median_ms, mean_ms=median_ms,
                          std_ms=0.0, min_ms=min_ms, max_ms=median_ms)
     return SimpleNamespace(median_ms=median_ms, measurement=SimpleNamespace(stats=stats))
 
@@ -50,4 +50,12 @@ def test_kernel_times_combine_over_visits():
 def test_an_unknown_statistic_says_which_exist():
     with pytest.raises(UsageError) as e:
         check_statistic("mean")
-    assert "mean" in str(e.value) and "min, median" in (e.value.hint or "")
+    assert "mean" in str(e.value) and "min, p10, median" in (e.value.hint or "")
+
+
+def test_the_low_percentile_label_is_the_fastest_visit_percentile_and_kernels_keep_their_fastest_run():
+    visits = [visit(10.0, 8.0, 9.0), visit(14.0, 8.5, 8.8), visit(11.0, 7.0, 10.0)]
+    assert model_latency_ms(visits, "p10") == 8.8  # not the one lucky 7.0 run
+    assert model_latency_ms([SimpleNamespace(median_ms=7.0, measurement=None)], "p10") == 7.0
+    assert node_time_us({"median_us": 20.0, "min_us": 15.0}, "p10") == 15.0
+    assert combine_visits([5.0, None, 4.0], "p10") == 4.0
