@@ -247,9 +247,9 @@ def _print_measurement(con, path, meas) -> None:
                    "models when all are settled. 0 revisits every model alike. Default: 3.")
 @click.option("--quiet-gate/--no-quiet-gate", default=False, show_default=True,
               help="Before each model, time a small sentinel network and wait (up to a minute) while the device "
-                   "runs it (its median over 0.2 s) more than 10 % slower than its quietest. Helps where contention comes in spells "
-                   "longer than a measurement (a throttling board, a batch job); costs a fraction of a second "
-                   "of device time a model, more while it waits.")
+                   "runs it (its median over 0.2 s) more than 10 % slower than its quietest. Helps where "
+                   "contention comes in spells longer than a measurement (a throttling board, a batch job); "
+                   "costs a fraction of a second of device time a model, more while it waits.")
 @click.option("--prefetch/--no-prefetch", default=None,
               help="Export the next model on the host while the device measures the current one. "
                    "Default: on for SSH devices, off for `local` (there the export would share the CPU "

@@ -9,15 +9,15 @@ landed 72.8 % of held-out families within ±10 % against 89.3 % at 1 thread.
 
 The gate times a sentinel (a fixed small network, in the target's runtime and threads)
 for a fifth of a second before each item and compares its median run with the lowest
-median the sentinel has had in this campaign.  More than ``tolerance`` slower: the device is contended, so wait
-``poll_s`` and time it again, until it is quiet or ``max_wait_s`` has passed (then the item
-is measured anyway and counted as measured while contended).  The fastest run of an item
+median the sentinel has had in this campaign.  More than ``tolerance`` slower: the device
+is contended, so wait ``poll_s`` and time it again, until it is quiet or ``max_wait_s`` has
+passed (then the item is measured anyway and counted as measured while contended).  The fastest run of an item
 that starts in a quiet spell is a quiet figure even if a slow spell begins during it, since
 a model's label is its fastest run (``edgecost.predictor.labels``).
 
 If the gate times out on ``RESET_AFTER`` items in a row, the device has changed for good
-(another frequency, another tenant that stays): the gate takes the sentinel's recent
-lowest recent median as the new reference and says so, rather than wait on every item from then on.
+(another frequency, another tenant that stays): the gate takes the lowest of the sentinel's
+recent medians as the new reference and says so, rather than wait on every item from then on.
 A campaign that starts inside a slow spell takes that spell as its reference until the
 first quiet spell replaces it; the noise watch (``edgecost.campaign``) still speaks then.
 

@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from edgecost.predictor.labels import LATENCY_STATISTICS, model_latency_ms
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -64,6 +66,9 @@ CUTOFFS_MIN = (1, 2, 3, 5, 7.5, 10, 12.5, 15)
 CAMPAIGN_MINUTES = {"ort1": 15.0, "ort2": 15.0, "tflite1": 35.0}
 SEEDS = {"ort1": 101, "ort2": 202, "tflite1": 303}
 STATISTIC = "min"  # set by --statistic: what a model's latency is (edgecost.predictor.labels)
+#: Each statistic's field in a visit's LatencyStats, and its per-round column in a realistic model's row.
+STAT_FIELD = {"min": "min_ms", "p10": "p10_ms", "median": "median_ms"}
+ROUND_COLUMN = {"min": "round_min_ms", "p10": "round_p10_ms", "median": "round_medians_ms"}
 
 
 
@@ -160,11 +165,8 @@ def timeline(home: Path, target) -> tuple[dict[str, tuple[float, float]], dict[s
             start = t if start is None else start
             out.setdefault(r.model_hash, ((t - start) / 60.0, device_s / 60.0))
             if r.status == "ok":
-                stats = r.measurement.stats if r.measurement else None
-                fastest = stats.min_ms if stats else None
                 visits.setdefault(r.model_hash, []).append(
-                    ((t - start) / 60.0, {"median": r.median_ms, "min": fastest or r.median_ms,
-                                          "p10": (stats.p10_ms if stats else None) or fastest or r.median_ms}))
+                    ((t - start) / 60.0, {stat: model_latency_ms([r], stat) for stat in LATENCY_STATISTICS}))
     return out, visits
 
 
@@ -176,7 +178,7 @@ def revisit_agreement(visits: dict[str, list[tuple[float, dict]]], families: dic
     if not twice:
         return None
     by_stat = {}
-    for stat in ("min", "p10", "median"):
+    for stat in LATENCY_STATISTICS:
         a = np.array([v[0][1][stat] for v in twice])
         b = np.array([v[1][1][stat] for v in twice])
         d = np.abs(b - a) / a
@@ -373,9 +375,7 @@ def realistic(name: str, home: Path, work: Path, rounds: int = 3, quiet_gate: bo
     fmt = "tflite" if TARGETS[name]["runtime"] == "tflite" else "onnx"
     files = R.export_all(work / f"realistic-{fmt}", fmt=fmt)
     settings = BenchSettings(warmup_runs=3, num_runs=20, min_secs=1.0, max_secs=60.0)
-    medians: dict[str, list[float]] = {model: [] for model in files}
-    fastest: dict[str, list[float]] = {model: [] for model in files}
-    low: dict[str, list[float]] = {model: [] for model in files}  # each round's 10th-percentile run
+    per_stat = {stat: {model: [] for model in files} for stat in LATENCY_STATISTICS}  # each round's figure
     from edgecost.devices import local_device
     from edgecost.quiet_gate import QuietGate
     from edgecost.records import Target
@@ -389,19 +389,18 @@ def realistic(name: str, home: Path, work: Path, rounds: int = 3, quiet_gate: bo
                 if gate is not None:
                     gate.wait()
                 m = edgecost.measure(path, "local", **TARGETS[name], settings=settings, save=False)
-                medians[model].append(m.stats.median_ms)
-                fastest[model].append(m.stats.min_ms)
-                low[model].append(m.stats.p10_ms)
+                for stat, rounds_of in per_stat.items():
+                    rounds_of[model].append(getattr(m.stats, STAT_FIELD[stat]))
     if gate is not None:
         log(f"  quiet gate: {gate.report.waits} of {rounds * len(files)} measurements waited"
             f" ({gate.report.waited_s:.0f} s), {gate.report.contended_items} still contended")
     rows = []
     for model, path in files.items():
-        per_round = {"min": fastest, "p10": low, "median": medians}[STATISTIC][model]
+        per_round = per_stat[STATISTIC][model]
         measured = combine_visits(per_round, STATISTIC)
         p = edgecost.predict(path, "local", **TARGETS[name])
         rows.append({"model": model, "measured_ms": measured, "statistic": STATISTIC,
-                     "round_medians_ms": medians[model], "round_min_ms": fastest[model], "round_p10_ms": low[model],
+                     **{ROUND_COLUMN[stat]: per_stat[stat][model] for stat in LATENCY_STATISTICS},
                      "predicted_ms": p.latency_ms, "low_ms": p.low_ms, "high_ms": p.high_ms,
                      "error_pct": 100.0 * (p.latency_ms - measured) / measured})
         log(f"  {model}: measured {measured:.2f} (rounds {', '.join(f'{v:.2f}' for v in per_round)})"
@@ -504,7 +503,7 @@ def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40, quiet
     rng = np.random.default_rng(7)
     pick = [nets[i] for i in rng.choice(len(nets), min(n, len(nets)), replace=False)]
     again = {0: [], 1: []}
-    key = {"min": "min_ms", "p10": "p10_ms", "median": "median_ms"}[STATISTIC]
+    key = STAT_FIELD[STATISTIC]
     from edgecost.quiet_gate import QuietGate
 
     with LocalSession(local_device()) as s:
@@ -607,7 +606,8 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
         g = c.get("gate")
         if g:
             L += [f"Quiet gate (`edgecost.quiet_gate`): the sentinel network was timed {g['checks']} times"
-                  f" ({g['device_s']:.0f} s on the device; quiet reference {g['reference_ms']:.2f} ms); {g['waits']} items waited"
+                  f" ({g['device_s']:.0f} s on the device; quiet reference {g['reference_ms']:.2f} ms);"
+                  f" {g['waits']} items waited"
                   f" for a quiet device, {g['waited_s'] / 60:.1f} min of the wall budget in all, and"
                   f" {g['contended_items']} were measured after a minute still contended"
                   + (f"; the reference was reset {g['resets']} times" if g.get("resets") else "") + ".", ""]
@@ -691,8 +691,7 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
                      "median": "median of the interleaved rounds' medians):"}[stat], "",
                   "| model | measured ms | rounds (ms) | predicted ms | error |", "|---|---|---|---|---|"]
             for row in real["models"]:
-                column = {"min": "round_min_ms", "p10": "round_p10_ms", "median": "round_medians_ms"}[stat]
-                rounds = ", ".join(f"{v:.2f}" for v in row.get(column, []))
+                rounds = ", ".join(f"{v:.2f}" for v in row.get(ROUND_COLUMN[stat], []))
                 L.append(f"| {row['model']} | {row['measured_ms']:.2f} | {rounds} | {row['predicted_ms']:.2f} |"
                          f" {row['error_pct']:+.1f} % |")
             L.append("")
@@ -754,7 +753,7 @@ def main() -> None:
                     help="Wall minutes of each campaign (default: per target, 15; 35 for tflite1).")
     ap.add_argument("--revisit-share", type=float, default=0.5,
                     help="Share of campaign turns that time an already-measured model again (CampaignSettings.revisit_share).")
-    ap.add_argument("--statistic", choices=("min", "p10", "median"), default="min",
+    ap.add_argument("--statistic", choices=LATENCY_STATISTICS, default="min",
                     help="What a model's latency is, measured and predicted (edgecost.predictor.labels).")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgecost-benchmarks"))
     ap.add_argument("--quiet-gate", action="store_true",
@@ -855,7 +854,7 @@ def main() -> None:
         r["random"] = split_metrics(ds.models, kernels)
         log(name, "random split:", {k: round(v["mean"], 3) for k, v in r["random"]["architectures"].items()})
         r["label_comparison"] = {}
-        for other in (s for s in ("min", "p10", "median") if s != STATISTIC):  # same splits, other labels
+        for other in (s for s in LATENCY_STATISTICS if s != STATISTIC):  # same splits, other labels
             a = split_metrics(dataset(name, home, other)[0].models, kernels)["architectures"]
             r["label_comparison"][other] = {k: a[k] for k in ("within_10pct", "within_5pct", "mape", "spearman")}
             log(name, "random split with", other, "labels:", round(a["within_10pct"]["mean"], 3))

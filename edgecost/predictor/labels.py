@@ -35,6 +35,9 @@ from ..errors import UsageError  # no NumPy: the CLI reads the choices below at 
 
 LATENCY_STATISTICS = ("min", "p10", "median")
 DEFAULT_LATENCY_STATISTIC = "min"
+#: The statistics that take the lowest figure over visits, for a model and for each kernel (a
+#: kernel by its fastest profiled run: a profile has no percentiles).
+_LOWEST_OVER_VISITS = ("min", "p10")
 DESCRIPTIONS = {
     "min": "fastest timed run (over all visits); kernels: fastest profiled run",
     "p10": "fastest over visits of each visit's 10th-percentile run; kernels: fastest profiled run",
@@ -51,32 +54,26 @@ def check_statistic(statistic: str) -> str:
 
 def model_latency_ms(visits: Sequence, statistic: str) -> float:
     """A model's label from its stored ok measurements (``StoredMeasurement``), one per visit."""
-    if statistic == "min":
-        fastest = [_visit_min_ms(v) for v in visits]
-        return float(min(fastest))
-    if statistic == "p10":
-        return float(min(_visit_p10_ms(v) for v in visits))
+    if statistic in _LOWEST_OVER_VISITS:
+        return float(min(_visit_ms(v, statistic) for v in visits))
     return float(statistics.median([v.median_ms for v in visits]))
 
 
-def _visit_p10_ms(visit) -> float:
+def _visit_ms(visit, statistic: str) -> float:
+    """A visit's ``p10_ms`` or ``min_ms``, falling back p10 -> min -> median where a figure is
+    missing (stats stored before it existed)."""
     stats = visit.measurement.stats if visit.measurement is not None else None
-    if stats is not None and stats.p10_ms is not None and stats.p10_ms > 0:
-        return float(stats.p10_ms)
-    return _visit_min_ms(visit)
-
-
-def _visit_min_ms(visit) -> float:
-    stats = visit.measurement.stats if visit.measurement is not None else None
-    if stats is not None and stats.min_ms is not None and stats.min_ms > 0:
-        return float(stats.min_ms)
+    for name in (("p10_ms", "min_ms") if statistic == "p10" else ("min_ms",)):
+        value = getattr(stats, name, None) if stats is not None else None
+        if value is not None and value > 0:
+            return float(value)
     return float(visit.median_ms)
 
 
 def node_time_us(entry: dict, statistic: str) -> float:
     """One node's time from a per-node profile entry; ``median_us`` where ``min_us`` is absent
     (profiles of agents before 0.2.0, LiteRT op slices timed before the statistic existed)."""
-    if statistic in ("min", "p10") and entry.get("min_us") is not None:
+    if statistic in _LOWEST_OVER_VISITS and entry.get("min_us") is not None:
         return float(entry["min_us"])
     return float(entry.get("median_us", 0.0))
 
@@ -86,4 +83,4 @@ def combine_visits(values: Sequence[float | None], statistic: str) -> float | No
     known = [v for v in values if v is not None]
     if not known:
         return None
-    return float(min(known)) if statistic in ("min", "p10") else float(statistics.median(known))
+    return float(min(known)) if statistic in _LOWEST_OVER_VISITS else float(statistics.median(known))
