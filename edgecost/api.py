@@ -343,9 +343,10 @@ def train(device: str = "local", *, runtime: str | None = None, threads: int | N
           precision: str | None = None, batch: int | None = None, store: Any = None, statistic: str | None = None):
     """Fit the target's profile from the store and save it; returns the saved path.
 
-    ``statistic``: what the profile learns as a model's latency, ``"min"`` (the default: its
-    fastest timed run, the latency of the device when nothing else runs on it) or
-    ``"median"`` (see ``edgecost.predictor.labels``).
+    ``statistic``: what the profile learns as a model's latency: ``"auto"`` (the default:
+    whichever the campaign's revisits agree on best), ``"min"`` (its fastest timed run, the
+    latency of the device when nothing else runs on it), ``"p10"`` or ``"median"`` (see
+    ``edgecost.predictor.labels``).
     """
     from .predictor import train as trainer
     from .predictor.labels import DEFAULT_LATENCY_STATISTIC

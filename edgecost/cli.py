@@ -14,7 +14,7 @@ import click
 
 from . import __version__
 from .errors import EdgecostError, UsageError
-from .predictor.labels import DEFAULT_LATENCY_STATISTIC, LATENCY_STATISTICS
+from .predictor.labels import DEFAULT_LATENCY_STATISTIC, STATISTIC_CHOICES, describe_choice
 
 EXAMPLE_DEVICE = "ci-epyc-2vcpu"
 
@@ -68,10 +68,11 @@ def target_options(fn):
 
 
 statistic_option = click.option(
-    "--statistic", type=click.Choice(LATENCY_STATISTICS), default=DEFAULT_LATENCY_STATISTIC, show_default=True,
+    "--statistic", type=click.Choice(STATISTIC_CHOICES), default=DEFAULT_LATENCY_STATISTIC, show_default=True,
     help="What a model's latency is: min = its fastest timed run over all visits (the device with nothing else "
-         "running; the most reproducible), p10 = the lowest of its visits' 10th-percentile runs (steadier where "
-         "single runs jitter), median = the median of its visits' medians.")
+         "running), p10 = the lowest of its visits' 10th-percentile runs (steadier where single runs jitter), "
+         "median = the median of its visits' medians; auto = whichever of the three the campaign's revisits "
+         "agree on best (min with fewer than 20 revisited models).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -316,6 +317,9 @@ def train(device, runtime, threads, precision, batch, statistic, as_json):
     con = _console()
     con.print(f"profile saved: {path}")
     acc = card.get("accuracy") or {}
+    stat = card.get("latency_statistic") or {}
+    if stat.get("name"):
+        con.print(f"  latency = {stat.get('what', stat['name'])}" + describe_choice(stat.get("chosen") or {}))
     if "within_10pct" in acc:
         con.print(f"  cross-validated: {acc['within_10pct'] * 100:.1f} % of {acc['n']} models within ±10 %")
     if consistency:

@@ -17,7 +17,7 @@ import numpy as np
 from .errors import NoProfileError
 from .metrics import accuracy, mean_std
 from .predictor.dataset import TargetDataset, build_dataset
-from .predictor.labels import DEFAULT_LATENCY_STATISTIC, DESCRIPTIONS
+from .predictor.labels import DEFAULT_LATENCY_STATISTIC, DESCRIPTIONS, describe_choice
 from .predictor.model import LatencyPredictor, TrainingModel
 from .records import Target
 from .store import Store
@@ -157,7 +157,8 @@ def evaluate_target(target: Target, *, protocol: str = "all", seeds: int = 5, pl
         raise NoProfileError(f"only {len(ds.models)} measured models for {target.key}; evaluation needs 10 or more",
                              f"run `edgecost profile --device {target.device}` first")
     report: dict[str, Any] = {"target": target.key, "n_models": len(ds.models), "families": ds.families,
-                              "execution": ds.execution.to_dict(), "latency_statistic": statistic}
+                              "execution": ds.execution.to_dict(), "latency_statistic": ds.statistic,
+                              "latency_statistic_choice": ds.statistic_choice}
     if protocol in ("random", "all"):
         report["random"] = random_split(ds, seeds=seeds, params=params)
     if protocol in ("family", "all"):
@@ -212,7 +213,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"[bold]{report['target']}[/bold]: {report['n_models']} measured models; "
              f"kernels via {report['execution']}"]
     if report.get("latency_statistic"):
-        lines.append(f"latency: {DESCRIPTIONS[report['latency_statistic']]}")
+        lines.append(f"latency: {DESCRIPTIONS[report['latency_statistic']]}"
+                     + describe_choice(report.get("latency_statistic_choice") or {}))
 
     def fmt(summary: dict[str, Any]) -> str:
         def ms(k, scale=100.0, unit="%"):

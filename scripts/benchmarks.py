@@ -25,9 +25,10 @@ For each target (ONNX Runtime CPU at 1 and 2 threads, LiteRT at 1 thread) on *th
     python scripts/benchmarks.py --refresh-realistic    # re-measure the realistic models only
     python scripts/benchmarks.py --merge --targets tflite1   # redo one target, keep the others' figures
 
-Every latency, measured or predicted, is by one statistic (``--statistic``, default ``min``:
-a model's fastest timed run over its visits or rounds, see ``edgecost.predictor.labels``);
-each target also reports the random split with the other statistics' labels (``p10``, ``median``).
+Every latency, measured or predicted, is by one statistic per target (``--statistic``, default
+``auto``: whichever of the fastest run, the 10th-percentile run and the median the campaign's
+revisits agree on best, see ``edgecost.predictor.labels``); each target also reports the random
+split with the other statistics' labels.
 
 Run it on a quiet machine: other load shifts measured latencies by several percent.
 """
@@ -49,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecost.predictor.labels import LATENCY_STATISTICS, model_latency_ms
+from edgecost.predictor.labels import AUTO, LATENCY_STATISTICS, STATISTIC_CHOICES, model_latency_ms
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -65,7 +66,8 @@ CUTOFFS_MIN = (1, 2, 3, 5, 7.5, 10, 12.5, 15)
 #: timing): 15 wall minutes gave 109 models and 4.2 device minutes, 35 give ~225 and 8.4.
 CAMPAIGN_MINUTES = {"ort1": 15.0, "ort2": 15.0, "tflite1": 35.0}
 SEEDS = {"ort1": 101, "ort2": 202, "tflite1": 303}
-STATISTIC = "min"  # set by --statistic: what a model's latency is (edgecost.predictor.labels)
+REQUESTED_STATISTIC = AUTO  # --statistic: what a model's latency is (edgecost.predictor.labels)
+STATISTIC = "min"  # the concrete statistic of the target being scored (``auto`` resolved on its campaign)
 #: Each statistic's field in a visit's LatencyStats, and its per-round column in a realistic model's row.
 STAT_FIELD = {"min": "min_ms", "p10": "p10_ms", "median": "median_ms"}
 ROUND_COLUMN = {"min": "round_min_ms", "p10": "round_p10_ms", "median": "round_medians_ms"}
@@ -358,12 +360,13 @@ def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str],
 # -- realistic models ---------------------------------------------------------------------
 
 
-def realistic(name: str, home: Path, work: Path, rounds: int = 3, quiet_gate: bool = False) -> dict[str, Any]:
+def realistic(name: str, home: Path, work: Path, statistic: str, rounds: int = 3,
+              quiet_gate: bool = False) -> dict[str, Any]:
     """Measure and predict the realistic models; each measured in ``rounds`` interleaved rounds.
 
-    The measured latency combines the rounds by the statistic (the fastest run of all rounds,
-    or the median of the rounds' medians), so a burst of load from other tenants during one
-    model's turn does not decide its error.
+    The measured latency combines the rounds by ``statistic``, the profile's (the fastest run of
+    all rounds, the lowest round p10, or the median of the rounds' medians), so a burst of load
+    from other tenants during one model's turn does not decide its error.
     """
     import edgecost
     import realistic_models as R
@@ -396,10 +399,10 @@ def realistic(name: str, home: Path, work: Path, rounds: int = 3, quiet_gate: bo
             f" ({gate.report.waited_s:.0f} s), {gate.report.contended_items} still contended")
     rows = []
     for model, path in files.items():
-        per_round = per_stat[STATISTIC][model]
-        measured = combine_visits(per_round, STATISTIC)
+        per_round = per_stat[statistic][model]
+        measured = combine_visits(per_round, statistic)
         p = edgecost.predict(path, "local", **TARGETS[name])
-        rows.append({"model": model, "measured_ms": measured, "statistic": STATISTIC,
+        rows.append({"model": model, "measured_ms": measured, "statistic": statistic,
                      **{ROUND_COLUMN[stat]: per_stat[stat][model] for stat in LATENCY_STATISTICS},
                      "predicted_ms": p.latency_ms, "low_ms": p.low_ms, "high_ms": p.high_ms,
                      "error_pct": 100.0 * (p.latency_ms - measured) / measured})
@@ -503,7 +506,7 @@ def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40, quiet
     rng = np.random.default_rng(7)
     pick = [nets[i] for i in rng.choice(len(nets), min(n, len(nets)), replace=False)]
     again = {0: [], 1: []}
-    key = STAT_FIELD[STATISTIC]
+    key = STAT_FIELD[ds.statistic]
     from edgecost.quiet_gate import QuietGate
 
     with LocalSession(local_device()) as s:
@@ -518,7 +521,7 @@ def noise_floor(name: str, home: Path, ds, kernels: set[str], n: int = 40, quiet
     a, b = np.array(again[0]), np.array(again[1])
     now = np.abs(b - a) / a
     later = np.abs(a - y) / y
-    what = STAT_PLURAL[STATISTIC]
+    what = STAT_PLURAL[ds.statistic]
     text = (f"{len(pick)} architectures from the {name} campaign measured again at the end of the run, twice in a row:"
             f" back to back, the two {what} are within ±5 % for {pct(np.mean(now <= 0.05))} and within ±10 % for"
             f" {pct(np.mean(now <= 0.10))} of models (median difference {100 * np.median(now):.1f} %); against the"
@@ -562,10 +565,12 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
          "A model's latency, measured or predicted, is by one statistic per target (the *latency* column):"
          " **fastest run**: the fastest timed run over all its visits (campaign) or rounds (realistic models),"
          " the latency of the device with nothing else running, which other tenants' load cannot inflate"
-         " (`edgecost.predictor.labels`, `edgecost train --statistic min`, the default); **10th-percentile"
+         " (`edgecost.predictor.labels`, `edgecost train --statistic min`); **10th-percentile"
          " run**: the lowest of its visits' 10th-percentile runs (`--statistic p10`); or **median**: the"
-         " median of its visits' median runs. Each target also reports its random split with the other"
-         " statistics' labels (on the same splits; targets last run before 2026-12-06 have no p10 row).", ""]
+         " median of its visits' median runs (`--statistic median`). *(auto)* marks a statistic chosen by"
+         " `--statistic auto`, the default since 2026-12-06: the one whose revisits agree best in the target's"
+         " own campaign (its figures are under the target). Each target also reports its random split with the"
+         " other statistics' labels (on the same splits; targets last run before 2026-12-06 have no p10 row).", ""]
     for note in results.get("notes", []):
         L += [note, ""]
     L += ["## Summary against the targets of issue 4", "",
@@ -579,7 +584,8 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
         fam10 = pct(np.mean([v["within_10pct"] for v in fam.values()])) if fam else "—"
         real10 = pct(r["realistic"]["metrics"]["within_10pct"]) if r.get("realistic") else "—"
         noise = pct(r["noise"]["vs_campaign_within_10"]) if r.get("noise") else "—"
-        L.append(f"| {r['target']} | {STAT_NAMES[r.get('statistic', 'median')]} | {pct(a['within_10pct']['mean'])} | {pct(a['within_5pct']['mean'])} |"
+        auto = " (auto)" if (r.get("statistic_choice") or {}).get("requested") == AUTO else ""
+        L.append(f"| {r['target']} | {STAT_NAMES[r.get('statistic', 'median')]}{auto} | {pct(a['within_10pct']['mean'])} | {pct(a['within_5pct']['mean'])} |"
                  f" {a['spearman']['mean']:.4f} | {fam10} | {real10} | {r['speed']['predict_one_models_per_s']:.0f} |"
                  f" {r['cli_cold']['median_s']:.2f} s | {noise} |")
     L.append("")
@@ -627,6 +633,16 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
                         f" at most {c['revisit_max_visits']} visits)." if c.get("revisit_settle_pct") else
                         " (every model revisited alike).")
                      if "visits_histogram" in rv else ""), ""]
+        ch = r.get("statistic_choice") or {}
+        if ch.get("requested") == AUTO:
+            gaps = ch.get("mean_capped_gap_pct") or {}
+            L += [f"Latency statistic, chosen by `--statistic auto`: **{STAT_NAMES[r['statistic']]}**"
+                  + (f". Over the {ch['revisited_models']} models visited twice or more (single-kernel probes"
+                     " included), the mean gap between a model's first two visits, each capped at 25 %, is "
+                     + ", ".join(f"{pct(v / 100)} by {STAT_PLURAL[k]}" for k, v in gaps.items()) + "."
+                     if gaps else f" ({ch.get('reason', '')}).")
+                  + " Its random split with the other statistics' labels is in the table below.", ""]
+        if rv:
             eff = rv.get("effect")
             if eff:
                 f, m = eff["first_visit"], eff.get("all_visits") or eff["median_of_visits"]
@@ -753,7 +769,7 @@ def main() -> None:
                     help="Wall minutes of each campaign (default: per target, 15; 35 for tflite1).")
     ap.add_argument("--revisit-share", type=float, default=0.5,
                     help="Share of campaign turns that time an already-measured model again (CampaignSettings.revisit_share).")
-    ap.add_argument("--statistic", choices=LATENCY_STATISTICS, default="min",
+    ap.add_argument("--statistic", choices=STATISTIC_CHOICES, default=AUTO,
                     help="What a model's latency is, measured and predicted (edgecost.predictor.labels).")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgecost-benchmarks"))
     ap.add_argument("--quiet-gate", action="store_true",
@@ -772,8 +788,8 @@ def main() -> None:
     ap.add_argument("--refresh-speed", action="store_true",
                     help="Only re-time prediction speed on the campaigns in --work; update --results and --out.")
     args = ap.parse_args()
-    global STATISTIC
-    STATISTIC = args.statistic
+    global REQUESTED_STATISTIC, STATISTIC
+    REQUESTED_STATISTIC = args.statistic
     from edgecost.evaluate import kernel_time_consistency
 
     if args.refresh_speed:
@@ -783,7 +799,8 @@ def main() -> None:
         results = json.loads(args.results.read_text())
         kernels = kernel_family_names()
         for name, r in results["targets"].items():
-            r["kernel_sum_reference"] = kernel_time_consistency(dataset(name, args.work / name)[0].models, kernels)
+            r["kernel_sum_reference"] = kernel_time_consistency(
+                dataset(name, args.work / name, r.get("statistic", "min"))[0].models, kernels)
             log(name, "per-kernel times against latency", r["kernel_sum_reference"] and round(r["kernel_sum_reference"]["within_10pct"], 3))
         args.results.write_text(json.dumps(results, indent=1, default=float))
         write_markdown(results, args.out)
@@ -824,9 +841,11 @@ def main() -> None:
         minutes = args.minutes or CAMPAIGN_MINUTES[name]
         camp = (campaign(name, home, minutes, seed=SEEDS[name], revisit_share=args.revisit_share,
                          quiet_gate=args.quiet_gate) if not reuse else None)
-        ds, target = dataset(name, home)
+        ds, target = dataset(name, home, REQUESTED_STATISTIC)
+        STATISTIC = ds.statistic  # every figure of this target by it, measured and predicted
         r["target"] = target.key
         r["statistic"] = STATISTIC
+        r["statistic_choice"] = ds.statistic_choice
         r["machine"] = _machine()
         if camp is None:
             from edgecost.store import Store
@@ -877,9 +896,9 @@ def main() -> None:
         from edgecost.store import Store
 
         _env_home(home)
-        train_and_save(Store(), target, statistic=STATISTIC)
+        train_and_save(Store(), target, statistic=REQUESTED_STATISTIC)  # resolves as ``ds`` did
         if "realistic" not in skip:
-            r["realistic"] = realistic(name, home, args.work, quiet_gate=args.quiet_gate)
+            r["realistic"] = realistic(name, home, args.work, STATISTIC, quiet_gate=args.quiet_gate)
         r["speed"] = speed(name, home, ds)
         r["cli_cold"] = cli_cold(name, home, cli_model(name, args.work))
         if "regressors" not in skip and name == "ort1":
@@ -934,7 +953,7 @@ def refresh_realistic(args) -> None:
     results = json.loads(args.results.read_text())
     for name, r in results["targets"].items():
         if name in args.targets.split(","):
-            r["realistic"] = realistic(name, args.work / name, args.work)
+            r["realistic"] = realistic(name, args.work / name, args.work, r.get("statistic", "min"))
     note = (f"Realistic models re-measured on {time.strftime('%Y-%m-%d %H:%M')} with `python scripts/benchmarks.py"
             " --refresh-realistic` (same profiles).")
     results["notes"] = [n for n in results.get("notes", []) if "--refresh-realistic" not in n] + [note]

@@ -231,7 +231,11 @@ def test_measure_torchscript_model(home, tmp_path):
 def test_train_reports_accuracy_and_consistency_and_records_its_latency_statistic(profiled, tmp_path):
     import shutil
 
+    from edgecost.predictor.dataset import build_dataset
+    from edgecost.predictor.labels import DESCRIPTIONS
     from edgecost.predictor.profile import Profile
+    from edgecost.records import Target
+    from edgecost.store import Store
 
     home = tmp_path / "home"
     shutil.copytree(profiled.home, home)  # the fixture's own profile stays as other tests expect it
@@ -242,7 +246,14 @@ def test_train_reports_accuracy_and_consistency_and_records_its_latency_statisti
     assert Path(out["profile"]).is_file() and out["profile"].startswith(str(home))
     assert 0.0 <= out["accuracy"]["within_10pct"] <= 1.0 and out["accuracy"]["n"] >= 40
     assert "measurement_consistency" in out  # null below 25 networks with kernel times
-    assert Profile.load(out["profile"]).card["latency_statistic"]["name"] == "min"  # the default
+    # The default, auto: the statistic the fixture campaign's revisits agree on best, and why.
+    stat = Profile.load(out["profile"]).card["latency_statistic"]
+    assert stat["chosen"]["requested"] == "auto" and stat["name"] in ("min", "p10", "median")
+    assert stat["name"] == build_dataset(Store(home / "edgecost.sqlite"), Target("local", "onnxruntime", 1)).statistic
+    text = run_cli("train", home=home, timeout=600)
+    assert text.returncode == 0 and f"latency = {DESCRIPTIONS[stat['name']]} (auto: " in text.stdout
+    assert run_cli("train", "--statistic", "min", home=home, timeout=600).returncode == 0
+    assert Profile.load(out["profile"]).card["latency_statistic"]["name"] == "min"
     pred = run_cli("predict", str(model), "--device", "local", "--json", home=home)
     assert pred.returncode == 0 and json.loads(pred.stdout)["latency_statistic"] == "min"
     assert "latency = the fastest run" in run_cli("predict", str(model), "--device", "local", home=home).stdout
@@ -255,7 +266,7 @@ def test_train_reports_accuracy_and_consistency_and_records_its_latency_statisti
     assert Profile.load(out["profile"]).card["latency_statistic"]["name"] == "p10"
     assert "latency = the 10th-percentile run" in run_cli("predict", str(model), "--device", "local", home=home).stdout
     assert_one_line_error(run_cli("train", "--statistic", "mean", home=home), 2, "--statistic",
-                          "'min', 'p10', 'median'")
+                          "'auto', 'min', 'p10', 'median'")
 
 
 def test_profile_with_training_reports_the_profiles_measurement_consistency(home):

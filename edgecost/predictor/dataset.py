@@ -1,7 +1,8 @@
 """Training data for one target, assembled from the store.
 
 For each measured model: its end-to-end latency over all its visits, by the chosen
-statistic (``labels``: the fastest run by default, or the median), the kernels the target's
+statistic (``labels``: by default whichever of the fastest run, the 10th-percentile run and
+the median the campaign's revisits agree on best), the kernels the target's
 runtime executes (obtained on the host, see ``edgecost.fusion``) and the measured
 per-kernel times by the same statistic, aligned with those kernels by node name: ONNX
 Runtime's per-node profile, or for LiteRT the times of the model's single-operator slices
@@ -32,7 +33,15 @@ from ..fusion import (
 )
 from ..records import KernelRecord, ModelGraph, Target
 from ..store import Store
-from .labels import DEFAULT_LATENCY_STATISTIC, check_statistic, combine_visits, model_latency_ms, node_time_us
+from .labels import (
+    AUTO_FALLBACK,
+    DEFAULT_LATENCY_STATISTIC,
+    check_statistic,
+    choose_statistic,
+    combine_visits,
+    model_latency_ms,
+    node_time_us,
+)
 from .model import TrainingModel
 
 log = logging.getLogger(__name__)
@@ -47,7 +56,8 @@ class TargetDataset:
     runtime_version: str = ""
     agent_version: str = ""
     device_seconds: float = 0.0
-    statistic: str = DEFAULT_LATENCY_STATISTIC
+    statistic: str = AUTO_FALLBACK  # the concrete statistic the labels are by
+    statistic_choice: dict[str, Any] = field(default_factory=dict)  # how it was chosen (labels.choose_statistic)
 
     @property
     def families(self) -> dict[str, int]:
@@ -131,12 +141,14 @@ def host_runtime_version(runtime: str) -> str:
 def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,
                   level_probe_models: int = 24, statistic: str = DEFAULT_LATENCY_STATISTIC) -> TargetDataset:
     """Everything the predictor of ``target`` learns from, with the execution spec chosen;
-    labels by ``statistic`` (``labels.LATENCY_STATISTICS``)."""
+    labels by ``statistic`` (``labels.STATISTIC_CHOICES``; ``auto`` is resolved here, on the
+    target's stored visits, and the dataset carries the concrete statistic and why)."""
     check_statistic(statistic)
     rows = store.measurements(target, status="ok")
     by_model: dict[str, list[Any]] = defaultdict(list)
     for r in rows:
         by_model[r.model_hash].append(r)
+    statistic, choice = choose_statistic(by_model, statistic)
     src = _ArtifactSource(store)
     cache: dict = {}
     skipped: dict[str, int] = defaultdict(int)
@@ -170,7 +182,7 @@ def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,
         return TargetDataset(target=target, models=models, execution=spec, skipped=dict(skipped),
                              runtime_version=last.runtime_version if last else "",
                              agent_version=last.agent_version if last else "", device_seconds=device_s,
-                             statistic=statistic)
+                             statistic=statistic, statistic_choice=choice)
     finally:
         src.close()
 

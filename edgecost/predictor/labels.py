@@ -1,40 +1,59 @@
 """What a profile learns as a model's latency: which statistic of its timed runs.
 
 A measurement is many timed runs (a visit), and a campaign may visit a model more than
-once.  Three statistics are offered:
+once.  Three statistics are offered, and ``auto`` (the default) picks one of them per
+campaign:
 
-``min`` (the default)
+``auto`` (the default)
+    The statistic whose revisits agree best (``choose_statistic``): for every model visited
+    twice or more, the difference between its first two visits by each statistic, capped at
+    25 % so a few wild visits do not decide, averaged over the models.  Which statistic repeats
+    best depends on the host: on a contended VM the fastest run does (load only ever adds
+    time), on a quiet one the median does (one lucky run is itself noise).  The campaign's own
+    revisits measure this at no extra cost.  With fewer than ``AUTO_MIN_REVISITED`` revisited
+    models it takes ``min``.  Evidence (ORT, this project's VMs, the same campaigns and splits,
+    random split within ±10 %): a quiet Intel host of 2026-12-06, 1 thread, median 93.2 % against
+    fastest run 90.0 % (second visits within ±5 %: 78.9 % by medians, 66.3 % by fastest runs);
+    a noisier Intel host the day before, 1 thread, fastest run 83.5 % and p10 85.6 % against
+    median 78.0 % (48.5 / 46.3 / 36.0 % within ±5 %); 2 threads, median 85.4 % against 80.3 %
+    (±10 %: 85.8 against 81.5 %); a contended AMD host of 2026-11-28, fastest run 86.2 %
+    against median 68.8 % (75.5 against 55.8 % within ±10 %).
+``min``
     The fastest timed run over all visits, and for each kernel its fastest profiled run.
     Other tenants' load and the OS only ever add time, so the fastest run is the latency
-    of the device when nothing else runs on it: the most reproducible figure.  On this
-    project's shared 2-vCPU VM two visits of the same network a minute apart agreed within
-    ±10 % for 75.5 % of networks by their fastest runs and for 55.8 % by their medians (ORT
-    1 thread; 46.3 % against 35.5 % at 2 threads; ``scripts/benchmarks.py`` reports it).
+    of the device when nothing else runs on it.
 ``p10``
     The fastest over visits of each visit's 10th-percentile run, and for each kernel its
     fastest profiled run (a profile has no percentiles).  Where single runs jitter but the
     load comes in no long spells, a low percentile repeats better than the one fastest run.
-    On a noisier host (an Intel VM of 2026-12-06, where second visits agreed within ±10 % for
-    77 % of networks at 1 thread) the random split within ±10 % was 85.6 % against 83.5 % by
-    fastest runs at 1 thread, 80.5 % against 80.3 % at 2 threads (within ±5 %: 57.6 against
-    57.2 %, 48.2 against 45.4 %; same splits).  Not the default: no quiet campaign has tried it.
 ``median``
     The median of each visit's median run, and each kernel's median profiled run: the
     typical latency under whatever load the device had while it was measured.
 
-On a dedicated, quiet device the two differ little; a predictor cannot know a future
-neighbour's load, so the default predicts the quiet latency and says so.
+On a dedicated, quiet device they differ little.  A profile's card names the statistic it
+learned (and, for ``auto``, the revisit figures that chose it); ``edgecost predict`` says it.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import UsageError  # no NumPy: the CLI reads the choices below at start-up
 
+#: The statistics a label can be (``auto`` resolves to one of them).
 LATENCY_STATISTICS = ("min", "p10", "median")
-DEFAULT_LATENCY_STATISTIC = "min"
+AUTO = "auto"
+#: What ``--statistic`` accepts.
+STATISTIC_CHOICES = (AUTO,) + LATENCY_STATISTICS
+DEFAULT_LATENCY_STATISTIC = AUTO
+#: ``auto`` needs this many models visited twice or more; with fewer it takes ``AUTO_FALLBACK``.
+AUTO_MIN_REVISITED = 20
+AUTO_FALLBACK = "min"
+#: A revisit's disagreement counts at most this much (|log ratio| of 25 %) in ``auto``'s score.
+_AUTO_CAP = math.log(1.25)
 #: The statistics that take the lowest figure over visits, for a model and for each kernel (a
 #: kernel by its fastest profiled run: a profile has no percentiles).
 _LOWEST_OVER_VISITS = ("min", "p10")
@@ -42,18 +61,72 @@ DESCRIPTIONS = {
     "min": "fastest timed run (over all visits); kernels: fastest profiled run",
     "p10": "fastest over visits of each visit's 10th-percentile run; kernels: fastest profiled run",
     "median": "median of each visit's median run; kernels: median profiled run",
+    AUTO: "whichever of min, p10, median the campaign's revisits agree on best",
 }
 
 
 def check_statistic(statistic: str) -> str:
-    if statistic not in LATENCY_STATISTICS:
+    if statistic not in STATISTIC_CHOICES:
         raise UsageError(f"unknown latency statistic {statistic!r}",
-                         f"use one of: {', '.join(LATENCY_STATISTICS)}")
+                         f"use one of: {', '.join(STATISTIC_CHOICES)}")
     return statistic
 
 
+def visit_figure_ms(visit, statistic: str) -> float:
+    """One visit's figure by a concrete statistic (its fastest run, p10 or median run)."""
+    return float(visit.median_ms) if statistic == "median" else _visit_ms(visit, statistic)
+
+
+def revisit_disagreement(visits_by_model: Mapping[str, Sequence]) -> dict[str, Any]:
+    """How well each statistic repeats: over the models with two visits or more, the mean
+    |log| ratio of the first two visits' figures (by ``id``, each capped at 25 %), in percent."""
+    pairs = [sorted(vs, key=lambda v: v.id)[:2] for vs in visits_by_model.values() if len(vs) >= 2]
+    out: dict[str, Any] = {"revisited_models": len(pairs), "mean_capped_gap_pct": {}}
+    if not pairs:
+        return out
+    for stat in LATENCY_STATISTICS:
+        gaps = []
+        for a, b in pairs:
+            fa, fb = visit_figure_ms(a, stat), visit_figure_ms(b, stat)
+            if fa > 0 and fb > 0:
+                gaps.append(min(abs(math.log(fb / fa)), _AUTO_CAP))
+        if gaps:
+            out["mean_capped_gap_pct"][stat] = 100.0 * (math.exp(statistics.fmean(gaps)) - 1.0)
+    return out
+
+
+def choose_statistic(visits_by_model: Mapping[str, Sequence], requested: str = AUTO) -> tuple[str, dict[str, Any]]:
+    """(the concrete statistic to label by, how it was chosen).  ``requested`` other than
+    ``auto`` is taken as it is; ``auto`` takes the statistic whose revisits disagree least
+    (ties: the earlier of ``LATENCY_STATISTICS``), or ``AUTO_FALLBACK`` with too few revisits."""
+    check_statistic(requested)
+    if requested != AUTO:
+        return requested, {"requested": requested}
+    how = {"requested": AUTO, **revisit_disagreement(visits_by_model)}
+    gaps = how["mean_capped_gap_pct"]
+    if how["revisited_models"] < AUTO_MIN_REVISITED or not gaps:
+        how["reason"] = (f"{how['revisited_models']} models visited twice (auto needs {AUTO_MIN_REVISITED}):"
+                         f" {AUTO_FALLBACK}")
+        return AUTO_FALLBACK, how
+    best = min(gaps, key=lambda s: (round(gaps[s], 9), LATENCY_STATISTICS.index(s)))
+    how["reason"] = f"its revisits agree best ({how['revisited_models']} models visited twice)"
+    return best, how
+
+
+def describe_choice(chosen: Mapping[str, Any]) -> str:
+    """' (auto: ...)' with the revisit figures that chose a statistic, or '' if it was asked for."""
+    if chosen.get("requested") != AUTO:
+        return ""
+    gaps = chosen.get("mean_capped_gap_pct") or {}
+    figures = ", ".join(f"{k} {v:.1f} %" for k, v in gaps.items())
+    return f" (auto: {chosen.get('reason', '')}" + (f"; mean revisit gap {figures}" if figures else "") + ")"
+
+
 def model_latency_ms(visits: Sequence, statistic: str) -> float:
-    """A model's label from its stored ok measurements (``StoredMeasurement``), one per visit."""
+    """A model's label from its stored ok measurements (``StoredMeasurement``), one per visit,
+    by a concrete statistic (``choose_statistic`` resolves ``auto``)."""
+    if statistic not in LATENCY_STATISTICS:
+        raise ValueError(f"a label needs a concrete statistic, got {statistic!r} (resolve auto first)")
     if statistic in _LOWEST_OVER_VISITS:
         return float(min(_visit_ms(v, statistic) for v in visits))
     return float(statistics.median([v.median_ms for v in visits]))

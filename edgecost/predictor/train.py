@@ -39,7 +39,7 @@ def train_profile(store: Store, target: Target, statistic: str = DEFAULT_LATENCY
         device_facts=store.device_facts(target.device) or {},
         runtime_version=ds.runtime_version,
         agent_version=ds.agent_version,
-        latency_statistic={"name": ds.statistic, "what": DESCRIPTIONS[ds.statistic]},
+        latency_statistic={"name": ds.statistic, "what": DESCRIPTIONS[ds.statistic], "chosen": ds.statistic_choice},
         training={
             "n_models": len(ds.models),
             "n_kernels": predictor.n_kernels_,
