@@ -175,6 +175,36 @@ def test_model_correction_is_kept_only_where_it_helps_out_of_fold(model_effect):
     assert (p.correction_ is not None) == model_effect
 
 
+def _family_models(rng, effects: dict[str, tuple[int, float]]):
+    """40 conv nets a family, each family at its own feature-map side; deep nets (more than 32
+    kernels) of a family run ``factor`` times their kernel sum."""
+    from dataclasses import replace
+
+    out = []
+    for fam, (side, factor) in effects.items():
+        for m in _synthetic_models(rng, 40, model_effect=False):
+            kernels = [_conv_kernel(k.input_shapes[0][1], k.input_shapes[0][1], side, k.name) for k in m.kernels]
+            times = [k.flops / 2e4 + 2.0 for k in kernels]
+            slow = factor if len(kernels) > 32 else 1.0
+            out.append(replace(m, key=f"{fam}{m.key}", family=fam, kernels=kernels, kernel_times_us=times,
+                               latency_ms=sum(times) / 1000.0 * slow * float(np.exp(rng.normal(0, 0.02)))))
+    return out
+
+
+def test_model_correction_is_kept_only_if_it_carries_over_to_families_it_never_saw():
+    """Deep nets of family a run 40 % over their kernel sum and of family b 30 % under: over
+    random folds the correction learns each family's own effect and helps, but fitted on the
+    other families it puts b's deep nets high (a's are beyond the size range of the rest), so it
+    is dropped.  Where every family shares the effect it carries over and is kept."""
+    from edgecost.predictor.model import LatencyPredictor
+
+    own = _family_models(np.random.default_rng(5), {"a": (32, 1.4), "b": (24, 0.7), "c": (16, 1.0), "d": (8, 1.0)})
+    p = LatencyPredictor(n_estimators=60, reconcile=False).fit(own)
+    assert p.correction_ is None
+    shared = _family_models(np.random.default_rng(5), {"a": (32, 1.4), "b": (24, 1.4), "c": (16, 1.4), "d": (8, 1.4)})
+    assert LatencyPredictor(n_estimators=60, reconcile=False).fit(shared).correction_ is not None
+
+
 def test_model_correction_applies_only_inside_the_training_size_range():
     """The correction tree learned 'deeper nets are 40 % slower' on 16-47 kernels; a 200-kernel
     net lies beyond every size the correction saw, so it gets the calibrated kernel sum alone,
