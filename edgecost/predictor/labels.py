@@ -73,11 +73,6 @@ def check_statistic(statistic: str) -> str:
     return statistic
 
 
-def visit_figure_ms(visit, statistic: str) -> float:
-    """One visit's figure by a concrete statistic (its fastest run, p10 or median run)."""
-    return float(visit.median_ms) if statistic == "median" else _visit_ms(visit, statistic)
-
-
 def revisit_disagreement(visits_by_model: Mapping[str, Sequence]) -> dict[str, Any]:
     """How well each statistic repeats: over the models with two visits or more, the mean
     |log| ratio of the first two visits' figures (by ``id``, each capped at 25 %), in percent."""
@@ -88,7 +83,7 @@ def revisit_disagreement(visits_by_model: Mapping[str, Sequence]) -> dict[str, A
     for stat in LATENCY_STATISTICS:
         gaps = []
         for a, b in pairs:
-            fa, fb = visit_figure_ms(a, stat), visit_figure_ms(b, stat)
+            fa, fb = model_latency_ms([a], stat), model_latency_ms([b], stat)
             if fa > 0 and fb > 0:
                 gaps.append(min(abs(math.log(fb / fa)), _AUTO_CAP))
         if gaps:

@@ -441,15 +441,11 @@ class LatencyPredictor:
             Z = np.vstack([_model_features(b, k) for b, k in zip(blocks, oof_kernels)])
             resid = np.log(y / pred)
             # Out-of-fold again, so the interval below stays honest.
-            oof_corr = np.zeros(len(models))
-            for f in range(n_folds):
-                tr = fold_of != f
-                inside = _inside(Z[~tr], _size_range(Z[tr]))
-                oof_corr[~tr] = _fit_correction(Z[tr], resid[tr], self.seed).predict(Z[~tr]) * inside
+            oof_corr = _oof_correction(Z, resid, fold_of, self.seed)
             # Kept only where it helps out of fold (on a few hundred models it can learn noise),
             # and on families it never saw: it sees a network's kernel mix, so it can learn what one
             # family's networks share and repeat it on an unrelated new one.
-            if (np.mean(np.abs(resid - oof_corr)) < np.mean(np.abs(resid))
+            if (_lowers_error(resid, oof_corr)
                     and self._correction_carries_over(Z, resid, [m.family for m in models])):
                 pred = pred * np.exp(oof_corr)
                 self.correction_ = _fit_correction(Z, resid, self.seed)
@@ -488,12 +484,7 @@ class LatencyPredictor:
             return True
         group_of = {f: i % max(2, self.folds) for i, f in enumerate(names)}
         groups = np.array([group_of[f] for f in families])
-        oof = np.zeros(len(resid))
-        for g in np.unique(groups):
-            tr = groups != g
-            inside = _inside(Z[~tr], _size_range(Z[tr]))
-            oof[~tr] = _fit_correction(Z[tr], resid[tr], self.seed).predict(Z[~tr]) * inside
-        return bool(np.mean(np.abs(resid - oof)) < np.mean(np.abs(resid)))
+        return _lowers_error(resid, _oof_correction(Z, resid, groups, self.seed))
 
     # -- predicting --------------------------------------------------------------------
 
@@ -678,6 +669,22 @@ def _conformal_bounds(scores: np.ndarray, coverage: float) -> tuple[float, float
 def _fit_correction(Z: np.ndarray, resid: np.ndarray, seed: int) -> TreeEnsemble:
     params = {"learning_rate": 0.03, "num_leaves": 8, "max_depth": 4, "min_data_in_leaf": 10, "lambda_l2": 5.0}
     return TreeEnsemble.fit(Z, resid, n_estimators=200, params=params, seed=seed)
+
+
+def _oof_correction(Z: np.ndarray, resid: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
+    """Each group's correction (log factor) by a fit on the other groups; 0 for a model outside
+    the size range of those others."""
+    oof = np.zeros(len(resid))
+    for g in np.unique(groups):
+        tr = groups != g
+        inside = _inside(Z[~tr], _size_range(Z[tr]))
+        oof[~tr] = _fit_correction(Z[tr], resid[tr], seed).predict(Z[~tr]) * inside
+    return oof
+
+
+def _lowers_error(resid: np.ndarray, correction: np.ndarray) -> bool:
+    """Does the correction lower the mean |log error| of the models it was not fitted on?"""
+    return bool(np.mean(np.abs(resid - correction)) < np.mean(np.abs(resid)))
 
 
 def _reconcile(models: list[TrainingModel], times: list[np.ndarray | None]) -> list[np.ndarray | None]:
