@@ -90,6 +90,31 @@ _C_GCONV = CATEGORIES.index("gconv")
 _C_BATCHED = [CATEGORIES.index("matmul"), CATEGORIES.index("attention")]
 
 
+#: How each kernel counts in the kernel trees' fit (``LatencyPredictor(kernel_weighting=...)``).
+KERNEL_WEIGHTINGS = ("time", "sqrt", "equal")
+
+
+def kernel_weights(times_us: Sequence[np.ndarray], weighting: str) -> np.ndarray | None:
+    """Fit weights of the kernels of each model (``times_us``: one array per model), concatenated.
+
+    A model's latency error is its kernels' errors weighted by their shares of its time, so
+    ``"time"`` weighs each kernel by that share (``"sqrt"``: its square root), scaled so that a
+    model's kernels weigh together as many as it has kernels.  ``"equal"``: ``None``, every row 1.
+    Equal weights let the many short kernels of a network (reshapes, small activations, ~1 µs,
+    mostly runtime overhead) pull the trees away from the few convolutions and matmuls that hold
+    most of its time.
+    """
+    if weighting == "equal":
+        return None
+    out = []
+    for t in times_us:
+        t = np.maximum(np.asarray(t, float), _FLOOR_US)
+        share = t / t.sum()
+        w = np.sqrt(share) if weighting == "sqrt" else share
+        out.append(w * (len(t) / w.sum()))
+    return np.concatenate(out) if out else None
+
+
 @dataclass
 class TrainingModel:
     """One measured model: its executed kernels, their measured times if known, its end-to-end time."""
@@ -322,6 +347,11 @@ class LatencyPredictor:
     unchanged (5-fold, 79.1 → 78.8 %); LiteRT's 114 models moved 72.6 → 71.2 % (5-12 models a family).
     Larger leaves stop the trees from memorising the few kernels one family alone has; more of
     them keep the interactions (fewer leaves, 8 at depth 4, fell to 56 %).
+
+    ``kernel_weighting`` (``KERNEL_WEIGHTINGS``) sets how much each kernel counts in the trees'
+    fit: ``"time"`` (the default) in proportion to its share of its model's time, ``"sqrt"`` to the
+    square root of that share, ``"equal"`` every kernel alike.  A model's kernels weigh together
+    as many as it has kernels under each, so only the balance inside a model changes.
     """
 
     def __init__(
@@ -339,8 +369,12 @@ class LatencyPredictor:
         folds: int = 5,
         backfit_rounds: int = 4,
         coverage: float = 0.9,
+        kernel_weighting: str = "time",
         seed: int = 0,
     ):
+        if kernel_weighting not in KERNEL_WEIGHTINGS:
+            raise ValueError(f"kernel_weighting must be one of {', '.join(KERNEL_WEIGHTINGS)}, "
+                             f"not {kernel_weighting!r}")
         self.regressor = regressor
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -354,11 +388,12 @@ class LatencyPredictor:
         self.folds = folds
         self.backfit_rounds = backfit_rounds
         self.coverage = coverage
+        self.kernel_weighting = kernel_weighting
         self.seed = seed
 
     # -- fitting ---------------------------------------------------------------------
 
-    def _fit_kernels(self, X: np.ndarray, y_us: np.ndarray) -> KernelModel:
+    def _fit_kernels(self, X: np.ndarray, y_us: np.ndarray, weight: np.ndarray | None = None) -> KernelModel:
         y_us = np.maximum(y_us, _FLOOR_US)
         base = Baseline.fit(X, y_us) if self.baseline else Baseline.unit()
         target = np.log(y_us) - np.log(base.predict(X))
@@ -367,7 +402,8 @@ class LatencyPredictor:
         params = {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves, "max_depth": self.max_depth,
                   "min_data_in_leaf": self.min_child_samples,
                   "monotone_constraints": _MONOTONE, "monotone_constraints_method": "intermediate"}
-        trees = TreeEnsemble.fit(X, target, n_estimators=self.n_estimators, params=params, seed=self.seed)
+        trees = TreeEnsemble.fit(X, target, n_estimators=self.n_estimators, params=params, seed=self.seed,
+                                 weight=weight)
         return KernelModel(trees, base)
 
     def _fit_kernel_model(self, models: list[TrainingModel], blocks: list[np.ndarray]) -> KernelModel:
@@ -380,7 +416,8 @@ class LatencyPredictor:
             idx = [i for i, t in enumerate(times) if t is not None]
             keeps = [~np.isnan(times[i]) for i in idx]
             X = np.vstack([blocks[i][k] for i, k in zip(idx, keeps)])
-            km = self._fit_kernels(X, np.concatenate([times[i][k] for i, k in zip(idx, keeps)]))
+            per_model = [times[i][k] for i, k in zip(idx, keeps)]
+            km = self._fit_kernels(X, np.concatenate(per_model), kernel_weights(per_model, self.kernel_weighting))
             for _ in range(self.consistency_rounds):
                 # Smooth the split: each model's kernels in proportion to the current predictions,
                 # summing to the model's measured time (the profile only seeded the split).
@@ -388,7 +425,7 @@ class LatencyPredictor:
                 for i, k in zip(idx, keeps):
                     p = km.predict_us(blocks[i][k])
                     ys.append(p * (np.nansum(times[i][k]) / max(p.sum(), 1e-9)))
-                km = self._fit_kernels(X, np.concatenate(ys))
+                km = self._fit_kernels(X, np.concatenate(ys), kernel_weights(ys, self.kernel_weighting))
             return km
         return self._backfit(models, blocks)
 
@@ -403,7 +440,7 @@ class LatencyPredictor:
         X = np.vstack(blocks)
         km = None
         for _ in range(max(1, self.backfit_rounds)):
-            km = self._fit_kernels(X, np.concatenate(split))
+            km = self._fit_kernels(X, np.concatenate(split), kernel_weights(split, self.kernel_weighting))
             pred = km.predict_us(X)
             start = 0
             for i, b in enumerate(blocks):
@@ -526,7 +563,8 @@ class LatencyPredictor:
     # -- portable state ------------------------------------------------------------------
 
     _PARAMS = ("regressor", "n_estimators", "learning_rate", "num_leaves", "max_depth", "min_child_samples", "baseline",
-               "reconcile", "model_correction", "consistency_rounds", "folds", "backfit_rounds", "coverage", "seed")
+               "reconcile", "model_correction", "consistency_rounds", "folds", "backfit_rounds", "coverage",
+               "kernel_weighting", "seed")
 
     def to_dict(self) -> dict[str, Any]:
         return {

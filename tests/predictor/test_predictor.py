@@ -399,9 +399,11 @@ def test_an_operator_seen_only_in_a_few_probes_gets_its_own_cost(monkeypatch):
     with_factor, trees_alone = _log_errors_with_and_without(monkeypatch, "OP_SCALED_CATEGORIES", models, probe, truth)
     # Three probes move the factor 3 / (3 + OP_SHRINK) = 60 % of the way in log terms, and the
     # trees (at least 20 kernels a leaf) cannot isolate three rows to finish the job: the factor
-    # takes a 2.8-3.4x error to 1.5-1.7x here; without it nothing does.
+    # takes the error to 1.5-1.7x here; the trees alone leave 1.9-3.4x (2.8-3.4x with every
+    # kernel weighted alike; weighted by time share, the Gelu kernels that hold the networks'
+    # time pull the activation leaves up towards QuickGelu's cost).
     assert np.all(with_factor < np.log(1.8)), np.exp(with_factor)
-    assert np.median(with_factor) < 0.6 * np.median(trees_alone), (np.exp(with_factor), np.exp(trees_alone))
+    assert np.median(with_factor) < 0.7 * np.median(trees_alone), (np.exp(with_factor), np.exp(trees_alone))
 
 
 def _depthwise_kernel(channels: int, side: int, window: int, name: str):
@@ -437,15 +439,16 @@ def _depthwise_models(rng, n_networks: int, n_seven: int):
 
 def test_a_depthwise_window_seen_in_few_kernels_gets_its_own_cost(monkeypatch):
     """7×7 depthwise kernels run at a seventh of the 3×3/5×5 GFLOP/s under LiteRT here; with a
-    dozen of them among 1,000 depthwise kernels (MobileNetV3, which holds most 7×7s, left out)
+    few of them among 1,000 depthwise kernels (MobileNetV3, which holds most 7×7s, left out)
     the trees cannot give them a leaf, and MobileNetV3 was predicted 33 % fast.  The baseline's
-    per-window factor learns the jump from those few."""
+    per-window factor learns the jump from those few.  (With a dozen, the trees weighted by
+    time share isolate them: seven times slower, they weigh seven times as much.)"""
     probe = [_depthwise_kernel(8 * c, side, 7, "p") for c, side in ((4, 56), (12, 28), (30, 14))]
     truth = np.array([k.flops / 1e6 * _US_PER_MFLOP[7] + 2.0 for k in probe])
-    models = _depthwise_models(np.random.default_rng(5), 100, n_seven=12)
+    models = _depthwise_models(np.random.default_rng(5), 100, n_seven=6)
     with_factor, trees_alone = _log_errors_with_and_without(monkeypatch, "WINDOW_SCALED_CATEGORIES", models, probe,
                                                              truth)
-    # The factor takes a 1.2-1.6x error to 1.0-1.2x here.
+    # The factor takes a 1.3-1.7x error (0.59-0.76 of the truth) to 1.0-1.2x here.
     assert np.all(with_factor < np.log(1.5)), np.exp(with_factor)
     assert np.median(with_factor) < 0.5 * np.median(trees_alone), (np.exp(with_factor), np.exp(trees_alone))
 
@@ -545,3 +548,40 @@ def test_profile_saved_before_feature_schema_2_predicts_with_the_features_it_was
     newer.write_bytes(gzip.compress(json.dumps(raw).encode()))
     with pytest.raises(EdgecostError, match="upgrade edgecost"):
         Profile.load(newer)
+
+
+def test_kernel_weights_follow_each_kernels_share_of_its_models_time():
+    """A network's error is its kernels' errors weighted by their shares of its time, so the
+    trees weigh a kernel by that share; a model's kernels weigh together as many as it has."""
+    from edgecost.predictor.model import kernel_weights
+
+    times = [np.array([900.0, 50.0, 50.0]), np.array([3.0]), np.array([1.0, 1.0, 2.0, 4.0])]
+    w = kernel_weights(times, "time")
+    np.testing.assert_allclose(w[:3], [2.7, 0.15, 0.15])
+    np.testing.assert_allclose(w[3], 1.0)
+    np.testing.assert_allclose(w[4:], [0.5, 0.5, 1.0, 2.0])
+    s = kernel_weights(times, "sqrt")
+    np.testing.assert_allclose(s[:3].sum(), 3.0)
+    assert s[0] / s[1] == pytest.approx(np.sqrt(18.0))
+    assert kernel_weights(times, "equal") is None
+
+
+def test_kernel_weighting_reaches_the_trees_and_survives_the_profile_file(profiled, monkeypatch):
+    """The long kernels of the profiled networks get the weight: fitted with equal weights the
+    kernel model differs; the setting is saved with the profile; an unknown one is refused."""
+    from edgecost.predictor.dataset import build_dataset
+    from edgecost.predictor.model import LatencyPredictor
+    from edgecost.predictor.train import fit_dataset
+    from edgecost.store import Store
+
+    monkeypatch.setenv("EDGECOST_HOME", str(profiled.home))
+    ds = build_dataset(Store(), Target("local", "onnxruntime", 1))
+    timed = fit_dataset(ds, n_estimators=30)
+    equal = fit_dataset(ds, n_estimators=30, kernel_weighting="equal")
+    assert timed.kernel_weighting == "time"
+    probe = ds.models[0].kernels
+    assert not np.allclose(timed.predict_kernels_us(probe), equal.predict_kernels_us(probe))
+    again = LatencyPredictor.from_dict(json.loads(json.dumps(equal.to_dict())))
+    assert again.kernel_weighting == "equal"
+    with pytest.raises(ValueError, match="kernel_weighting must be one of time, sqrt, equal"):
+        LatencyPredictor(kernel_weighting="share")
