@@ -103,6 +103,9 @@ def test_dense_kernels_carry_no_channel_alignment_but_convolutions_do():
     assert FEATURE_SCHEMA >= 2
     assert all(v == MISSING for v in kernel_features(gemm)[align])
     assert list(kernel_features(conv)[align]) == [196 % 8, 196 % 16, 100 % 8, 100 % 16, 0.0, 0.0]
+    # Schema 3 changed only the footprint clip: the alignment columns are schema 2's.
+    for k in (gemm, conv):
+        np.testing.assert_array_equal(kernel_features(k)[align], kernel_features(k, schema=2)[align])
     old = kernel_features(gemm, schema=1)[align]
     assert list(old) == [196 % 8, 196 % 16, 100 % 8, 100 % 16, 0.0, 0.0]
     assert (feature_matrix([gemm, conv], schema=1)[:, align] != MISSING).all()
