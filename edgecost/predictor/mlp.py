@@ -1,7 +1,8 @@
 """A small multilayer perceptron in NumPy, the per-layer regressor of Justus et al. (2018).
 
 Trained with Adam on standardised inputs (mini-batches, early stopping on a held-out
-tenth), saved as plain arrays. It is the alternative to the boosted trees in
+tenth), saved as plain arrays. An optional per-sample ``weight`` scales each sample's squared
+error, in the training batches and in the early-stopping loss alike, as the trees' weights do. It is the alternative to the boosted trees in
 ``edgecost.predictor.trees``; `scripts/benchmarks.py` compares the two on measured data.
 """
 
@@ -25,10 +26,14 @@ class MLP:
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, *, hidden: tuple[int, ...] = (64, 128, 128, 64),
             epochs: int = 300, batch_size: int = 256, learning_rate: float = 2e-3, weight_decay: float = 1e-5,
-            patience: int = 25, seed: int = 0) -> "MLP":
+            patience: int = 25, seed: int = 0, weight: np.ndarray | None = None) -> "MLP":
         rng = np.random.default_rng(seed)
         X = np.asarray(X, float)
         y = np.asarray(y, float)
+        w_all = np.ones(len(y)) if weight is None else np.asarray(weight, float)
+        if w_all.shape != y.shape or not np.all(np.isfinite(w_all)) or np.any(w_all < 0) or w_all.sum() <= 0:
+            raise ValueError("MLP weights must be one finite, non-negative number per sample, not all zero")
+        w_all = w_all / w_all.mean()
         x_mean, x_std = X.mean(0), X.std(0)
         x_std[x_std < 1e-9] = 1.0
         y_mean, y_std = float(y.mean()), float(y.std() or 1.0)
@@ -52,7 +57,7 @@ class MLP:
                 for i, (w, b) in enumerate(zip(W, B)):
                     z = acts[-1] @ w + b
                     acts.append(np.maximum(z, 0.0) if i < len(W) - 1 else z)
-                grad = 2.0 * (acts[-1][:, 0] - ys[idx])[:, None] / len(idx)
+                grad = 2.0 * (w_all[idx] * (acts[-1][:, 0] - ys[idx]))[:, None] / len(idx)
                 step += 1
                 for i in range(len(W) - 1, -1, -1):
                     gw = acts[i].T @ grad + weight_decay * W[i]
@@ -66,7 +71,7 @@ class MLP:
                         vh = v[i] / (1 - 0.999**step)
                         p[i] = p[i] - learning_rate * mh / (np.sqrt(vh) + 1e-8)
             model = cls([w.copy() for w in W], [b.copy() for b in B], x_mean, x_std, y_mean, y_std)
-            loss = float(np.mean((model._forward(Xs[val]) - ys[val]) ** 2))
+            loss = float(np.average((model._forward(Xs[val]) - ys[val]) ** 2, weights=w_all[val] + 1e-12))
             if loss < best_loss - 1e-6:
                 best, best_loss, bad = model, loss, 0
             else:

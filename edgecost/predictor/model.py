@@ -90,7 +90,7 @@ _C_GCONV = CATEGORIES.index("gconv")
 _C_BATCHED = [CATEGORIES.index("matmul"), CATEGORIES.index("attention")]
 
 
-#: How each kernel counts in the kernel trees' fit (``LatencyPredictor(kernel_weighting=...)``).
+#: How each kernel counts in the kernel regressor's fit, trees or MLP (``LatencyPredictor(kernel_weighting=...)``).
 KERNEL_WEIGHTINGS = ("time", "sqrt", "equal")
 
 
@@ -348,9 +348,10 @@ class LatencyPredictor:
     Larger leaves stop the trees from memorising the few kernels one family alone has; more of
     them keep the interactions (fewer leaves, 8 at depth 4, fell to 56 %).
 
-    ``kernel_weighting`` (``KERNEL_WEIGHTINGS``) sets how much each kernel counts in the trees'
-    fit: ``"time"`` (the default) in proportion to its share of its model's time, ``"sqrt"`` to the
-    square root of that share, ``"equal"`` every kernel alike.  A model's kernels weigh together
+    ``kernel_weighting`` (``KERNEL_WEIGHTINGS``) sets how much each kernel counts in the kernel
+    regressor's fit (the trees' or the MLP's): ``"time"`` (the default) in proportion to its
+    share of its model's time, ``"sqrt"`` to the square root of that share, ``"equal"`` every
+    kernel alike.  A model's kernels weigh together
     as many as it has kernels under each, so only the balance inside a model changes.
     """
 
@@ -398,7 +399,7 @@ class LatencyPredictor:
         base = Baseline.fit(X, y_us) if self.baseline else Baseline.unit()
         target = np.log(y_us) - np.log(base.predict(X))
         if self.regressor == "mlp":
-            return KernelModel(MLP.fit(X, target, seed=self.seed), base)
+            return KernelModel(MLP.fit(X, target, seed=self.seed, weight=weight), base)
         params = {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves, "max_depth": self.max_depth,
                   "min_data_in_leaf": self.min_child_samples,
                   "monotone_constraints": _MONOTONE, "monotone_constraints_method": "intermediate"}

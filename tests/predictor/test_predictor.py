@@ -585,3 +585,52 @@ def test_kernel_weighting_reaches_the_trees_and_survives_the_profile_file(profil
     assert again.kernel_weighting == "equal"
     with pytest.raises(ValueError, match="kernel_weighting must be one of time, sqrt, equal"):
         LatencyPredictor(kernel_weighting="share")
+
+
+def test_mlp_learns_a_smooth_function_and_round_trips_as_plain_arrays():
+    from edgecost.predictor.mlp import MLP
+
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-1, 1, size=(1500, 4))
+    y = np.sin(2 * X[:, 0]) + X[:, 1] * X[:, 2]
+    net = MLP.fit(X, y, hidden=(32, 32), epochs=200, seed=0)
+    Xt = rng.uniform(-1, 1, size=(300, 4))
+    yt = np.sin(2 * Xt[:, 0]) + Xt[:, 1] * Xt[:, 2]
+    assert np.sqrt(np.mean((net.predict(Xt) - yt) ** 2)) < 0.25 * yt.std()
+    again = MLP.from_dict(json.loads(json.dumps(net.to_dict())))
+    np.testing.assert_array_equal(again.predict(Xt), net.predict(Xt))
+    with pytest.raises(ValueError, match="unknown MLP format"):
+        MLP.from_dict({"format": "pickle"})
+
+
+def test_mlp_weights_decide_which_of_two_conflicting_targets_it_fits():
+    """Same inputs, two targets: the heavier group wins, as a long kernel does over a reshape."""
+    from edgecost.predictor.mlp import MLP
+
+    rng = np.random.default_rng(4)
+    X = np.repeat(rng.uniform(-1, 1, size=(400, 3)), 2, axis=0)
+    y = np.tile([0.0, 1.0], 400)
+    heavy_one = np.tile([0.1, 1.9], 400)
+    pred_equal = MLP.fit(X, y, hidden=(16,), epochs=60, seed=0).predict(X).mean()
+    pred_heavy = MLP.fit(X, y, hidden=(16,), epochs=60, seed=0, weight=heavy_one).predict(X).mean()
+    assert abs(pred_equal - 0.5) < 0.15
+    assert abs(pred_heavy - 0.95) < 0.15
+    for bad in (np.zeros(800), -np.ones(800), np.ones(5), np.full(800, np.nan)):
+        with pytest.raises(ValueError, match="MLP weights must be"):
+            MLP.fit(X, y, weight=bad, epochs=1)
+
+
+def test_mlp_regressor_takes_the_kernel_weighting_and_survives_the_profile_file(profiled, monkeypatch):
+    from edgecost.predictor.dataset import build_dataset
+    from edgecost.predictor.model import LatencyPredictor
+    from edgecost.predictor.train import fit_dataset
+    from edgecost.store import Store
+
+    monkeypatch.setenv("EDGECOST_HOME", str(profiled.home))
+    ds = build_dataset(Store(), Target("local", "onnxruntime", 1))
+    timed = fit_dataset(ds, regressor="mlp", model_correction=False)
+    equal = fit_dataset(ds, regressor="mlp", model_correction=False, kernel_weighting="equal")
+    probe = ds.models[0].kernels
+    assert not np.allclose(timed.predict_kernels_us(probe), equal.predict_kernels_us(probe))
+    again = LatencyPredictor.from_dict(json.loads(json.dumps(timed.to_dict())))
+    np.testing.assert_array_equal(again.predict_kernels_us(probe), timed.predict_kernels_us(probe))
