@@ -2,8 +2,9 @@
 
 Trained with Adam on standardised inputs (mini-batches, early stopping on a held-out
 tenth), saved as plain arrays. An optional per-sample ``weight`` scales each sample's squared
-error, in the training batches and in the early-stopping loss alike, as the trees' weights do. It is the alternative to the boosted trees in
-``edgecost.predictor.trees``; `scripts/benchmarks.py` compares the two on measured data.
+error, in the training batches and in the early-stopping loss alike, as the trees' weights do.
+It is the alternative to the boosted trees in ``edgecost.predictor.trees``;
+`scripts/benchmarks.py` compares the two on measured data.
 """
 
 from __future__ import annotations

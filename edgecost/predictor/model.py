@@ -351,8 +351,8 @@ class LatencyPredictor:
     ``kernel_weighting`` (``KERNEL_WEIGHTINGS``) sets how much each kernel counts in the kernel
     regressor's fit (the trees' or the MLP's): ``"time"`` (the default) in proportion to its
     share of its model's time, ``"sqrt"`` to the square root of that share, ``"equal"`` every
-    kernel alike.  A model's kernels weigh together
-    as many as it has kernels under each, so only the balance inside a model changes.
+    kernel alike.  A model's kernels weigh together as many as it has kernels under each, so
+    only the balance inside a model changes.
     """
 
     def __init__(
