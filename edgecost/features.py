@@ -91,14 +91,12 @@ MONOTONE_INCREASING = ("log2_model_footprint_bytes",)
 
 
 def _log2(x: float) -> float:
-    return math.log2(1.0 + max(0.0, float(x)))
+    return math.log2(1.0 + x) if x > 0 else 0.0
 
 
 def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= max(int(d), 0)
-    return n
+    """Elements of a tensor; 0 if a dimension is unknown (negative)."""
+    return int(math.prod(shape)) if not shape or min(shape) >= 0 else 0
 
 
 def is_nhwc(k: KernelRecord) -> bool:
@@ -107,12 +105,12 @@ def is_nhwc(k: KernelRecord) -> bool:
 
 def _nchw(shape: Sequence[int], nhwc: bool) -> tuple[float, float, float, float]:
     """(N, C, H, W) of a 4-D (or lower-rank) activation; -1 where there is no such axis."""
+    rank = len(shape)
+    if rank == 4:
+        n, a, b, c = shape
+        return (n, c, a, b) if nhwc else (n, a, b, c)
     s = [int(d) for d in shape]
-    if len(s) == 4:
-        if nhwc:
-            return s[0], s[3], s[1], s[2]
-        return s[0], s[1], s[2], s[3]
-    if len(s) == 3:  # (batch, tokens, features): tokens play H, features play C
+    if rank == 3:  # (batch, tokens, features): tokens play H, features play C
         return s[0], s[2], s[1], 1
     if len(s) == 2:
         return s[0], s[1], 1, 1
@@ -121,9 +119,15 @@ def _nchw(shape: Sequence[int], nhwc: bool) -> tuple[float, float, float, float]
     return MISSING, MISSING, MISSING, MISSING
 
 
+_OP_CODES: dict[str, float] = {}
+
+
 def op_code(op_type: str) -> float:
     """A stable number for an op type (CRC-32 based: the same in every version, no table to keep in step)."""
-    return float(zlib.crc32(op_type.encode("utf-8")) % 1_000_003)
+    code = _OP_CODES.get(op_type)
+    if code is None:
+        code = _OP_CODES[op_type] = float(zlib.crc32(op_type.encode("utf-8")) % 1_000_003)
+    return code
 
 
 def kernel_features(k: KernelRecord, category: str | None = None, schema: int = FEATURE_SCHEMA) -> np.ndarray:

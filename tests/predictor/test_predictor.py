@@ -69,6 +69,25 @@ def test_predict_many_equals_predict_one(profiled):
     np.testing.assert_allclose(many, one, rtol=1e-9)
 
 
+def test_repeated_kernels_are_evaluated_once_and_predicted_alike(profiled):
+    from edgecost.api import read_graph
+    from edgecost.features import feature_matrix
+    from edgecost.predictor.model import _distinct_rows
+
+    X = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [5.0, -1.0], [3.0, 4.0]])
+    first, inverse = _distinct_rows(X)
+    assert first.tolist() == [0, 1, 3] and inverse.tolist() == [0, 1, 0, 2, 1]
+    np.testing.assert_array_equal(X[first][inverse], X)
+    # A network of repeated blocks takes the shortcut; each kernel's time is what it is alone.
+    prof = Profile.load(profiled.profile_path)
+    km = prof.predictor.kernel_model_
+    path = sorted(profiled.models_dir.glob("*.onnx"))[0]
+    X = feature_matrix(prof.kernels_for(path, read_graph(path)) * 3, schema=prof.predictor.feature_schema_)
+    assert len(_distinct_rows(X)[0]) < 0.9 * len(X)
+    alone = np.array([km.predict_us(row[None, :])[0] for row in X])
+    np.testing.assert_allclose(km.predict_us(X), alone, rtol=1e-12)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "not_profile", "newer", "wrong_features",
                                     "bad_operator_factor"])
 def test_damaged_profiles_are_clear_errors(profiled, tmp_path, damage):
@@ -548,6 +567,37 @@ def test_profile_saved_before_feature_schema_2_predicts_with_the_features_it_was
     newer.write_bytes(gzip.compress(json.dumps(raw).encode()))
     with pytest.raises(EdgecostError, match="upgrade edgecost"):
         Profile.load(newer)
+
+
+def test_an_excess_is_cut_evenly_and_every_kernel_keeps_a_tenth_of_its_time():
+    from edgecost.predictor.model import _cut_evenly
+
+    t = np.array([100.0, 5.0, 5.0, 5.0, np.nan])
+    np.testing.assert_allclose(_cut_evenly(t, 12.0), [97.0, 2.0, 2.0, 2.0, np.nan])
+    # The short kernels stop at a tenth; the long one gives up the rest.
+    np.testing.assert_allclose(_cut_evenly(np.array([100.0, 1.0, 1.0]), 30.0), [71.8, 0.1, 0.1])
+    np.testing.assert_array_equal(_cut_evenly(t, -3.0), t)  # no excess: unchanged
+    np.testing.assert_allclose(_cut_evenly(np.array([10.0, 10.0]), 50.0), [1.0, 1.0])
+
+
+def test_reconcile_takes_each_models_own_profiler_cost_off_every_kernel_alike():
+    """A profiler's cost is so much a node, and it differs from model to model: cut in proportion
+    to each kernel's time it would stay on the short kernels and come off the long one."""
+    from edgecost.predictor.model import TrainingModel, _reconcile
+    from edgecost.records import KernelRecord
+
+    rng = np.random.default_rng(3)
+    models, times, truth = [], [], []
+    for i, cost_us in enumerate(np.linspace(0.5, 4.0, 8)):
+        true = np.r_[rng.uniform(200, 2000), np.full(20, 2.0)]  # one long kernel, twenty short ones
+        kernels = [KernelRecord(name=f"k{j}", op_type="Relu") for j in range(len(true))]
+        models.append(TrainingModel(key=str(i), kernels=kernels, latency_ms=true.sum() / 1000.0))
+        times.append(true + cost_us)
+        truth.append(true)
+    out = _reconcile(models, times)
+    for o, m in zip(out, models):
+        assert o.sum() == pytest.approx(m.latency_ms * 1000.0, rel=1e-6)
+    np.testing.assert_allclose(out[-1], truth[-1], rtol=0.01)  # the costliest profile: every kernel right
 
 
 def test_kernel_weights_follow_each_kernels_share_of_its_models_time():
