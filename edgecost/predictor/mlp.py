@@ -23,6 +23,11 @@ class MLP:
     x_std: np.ndarray
     y_mean: float
     y_std: float
+    #: The training targets' range: predictions are held inside it, as a tree's are by its leaves.
+    #: A ReLU network extrapolates linearly, and a kernel whose weight in the fit was near zero
+    #: (a 1 µs reshape among a network's convolutions) is barely constrained at all.
+    y_low: float = -np.inf
+    y_high: float = np.inf
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, *, hidden: tuple[int, ...] = (64, 128, 128, 64),
@@ -71,7 +76,8 @@ class MLP:
                         mh = m[i] / (1 - 0.9**step)
                         vh = v[i] / (1 - 0.999**step)
                         p[i] = p[i] - learning_rate * mh / (np.sqrt(vh) + 1e-8)
-            model = cls([w.copy() for w in W], [b.copy() for b in B], x_mean, x_std, y_mean, y_std)
+            model = cls([w.copy() for w in W], [b.copy() for b in B], x_mean, x_std, y_mean, y_std,
+                        float(y.min()), float(y.max()))
             loss = float(np.average((model._forward(Xs[val]) - ys[val]) ** 2, weights=w_all[val] + 1e-12))
             if loss < best_loss - 1e-6:
                 best, best_loss, bad = model, loss, 0
@@ -92,17 +98,19 @@ class MLP:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         Xs = (np.asarray(X, float) - self.x_mean) / self.x_std
-        return self._forward(Xs) * self.y_std + self.y_mean
+        return np.clip(self._forward(Xs) * self.y_std + self.y_mean, self.y_low, self.y_high)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": "edgecost-mlp-1", "weights": [w.tolist() for w in self.weights],
                 "biases": [b.tolist() for b in self.biases], "x_mean": self.x_mean.tolist(),
-                "x_std": self.x_std.tolist(), "y_mean": self.y_mean, "y_std": self.y_std}
+                "x_std": self.x_std.tolist(), "y_mean": self.y_mean, "y_std": self.y_std,
+                "y_range": [self.y_low, self.y_high]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MLP":
         if d.get("format") != "edgecost-mlp-1":
             raise ValueError(f"unknown MLP format {d.get('format')!r}")
+        low, high = d.get("y_range", [-np.inf, np.inf])  # saved before 2026-12-07: unclipped
         return cls([np.asarray(w, float) for w in d["weights"]], [np.asarray(b, float) for b in d["biases"]],
                     np.asarray(d["x_mean"], float), np.asarray(d["x_std"], float), float(d["y_mean"]),
-                    float(d["y_std"]))
+                    float(d["y_std"]), float(low), float(high))

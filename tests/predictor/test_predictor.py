@@ -653,6 +653,38 @@ def test_mlp_learns_a_smooth_function_and_round_trips_as_plain_arrays():
         MLP.from_dict({"format": "pickle"})
 
 
+def test_mlp_predictions_stay_inside_the_training_targets_range():
+    """A ReLU network extrapolates linearly; far outside its inputs it is held, as a tree is."""
+    from edgecost.predictor.mlp import MLP
+
+    rng = np.random.default_rng(5)
+    X = rng.uniform(0, 1, size=(600, 2))
+    y = 3.0 * X[:, 0] - X[:, 1]
+    net = MLP.fit(X, y, hidden=(16, 16), epochs=80, seed=0)
+    far = np.array([[1000.0, 0.0], [-1000.0, 0.0], [0.0, 1000.0]])
+    pred = net.predict(far)
+    assert np.all(pred >= y.min()) and np.all(pred <= y.max())
+    assert pred.max() == pytest.approx(y.max()) and pred.min() == pytest.approx(y.min())
+    # A profile saved before the range was kept predicts as it did: unclipped.
+    old = net.to_dict()
+    del old["y_range"]
+    assert MLP.from_dict(old).predict(far).max() > y.max() + 10
+
+
+def test_calibration_is_not_dragged_down_by_a_model_predicted_many_times_too_high():
+    from edgecost.predictor.model import _apply_calibration, _fit_calibration
+
+    rng = np.random.default_rng(6)
+    y = rng.uniform(0.5, 50.0, 200)
+    n = rng.integers(1, 300, 200).astype(float)
+    s = y * rng.uniform(0.95, 1.05, 200) - 0.002 * n
+    s[7] = 348.0 * y[7]  # one network's kernels predicted 348× its latency
+    cal = _fit_calibration(s, n, y)
+    assert cal["a"] == pytest.approx(1.0, abs=0.05)
+    pred = _apply_calibration(cal, s, n)
+    assert np.mean(np.abs(pred / y - 1) < 0.1) > 0.95
+
+
 def test_mlp_weights_decide_which_of_two_conflicting_targets_it_fits():
     """Same inputs, two targets: the heavier group wins, as a long kernel does over a reshape."""
     from edgecost.predictor.mlp import MLP
