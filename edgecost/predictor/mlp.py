@@ -101,10 +101,12 @@ class MLP:
         return np.clip(self._forward(Xs) * self.y_std + self.y_mean, self.y_low, self.y_high)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "edgecost-mlp-1", "weights": [w.tolist() for w in self.weights],
-                "biases": [b.tolist() for b in self.biases], "x_mean": self.x_mean.tolist(),
-                "x_std": self.x_std.tolist(), "y_mean": self.y_mean, "y_std": self.y_std,
-                "y_range": [self.y_low, self.y_high]}
+        d = {"format": "edgecost-mlp-1", "weights": [w.tolist() for w in self.weights],
+             "biases": [b.tolist() for b in self.biases], "x_mean": self.x_mean.tolist(),
+             "x_std": self.x_std.tolist(), "y_mean": self.y_mean, "y_std": self.y_std}
+        if np.isfinite(self.y_low) and np.isfinite(self.y_high):  # JSON has no infinity
+            d["y_range"] = [self.y_low, self.y_high]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MLP":

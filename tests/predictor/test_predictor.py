@@ -668,7 +668,9 @@ def test_mlp_predictions_stay_inside_the_training_targets_range():
     # A profile saved before the range was kept predicts as it did: unclipped.
     old = net.to_dict()
     del old["y_range"]
-    assert MLP.from_dict(old).predict(far).max() > y.max() + 10
+    unclipped = MLP.from_dict(old)
+    assert unclipped.predict(far).max() > y.max() + 10
+    assert "y_range" not in json.loads(json.dumps(unclipped.to_dict(), allow_nan=False))
 
 
 def test_calibration_is_not_dragged_down_by_a_model_predicted_many_times_too_high():
