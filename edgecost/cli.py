@@ -322,6 +322,10 @@ def train(device, runtime, threads, precision, batch, statistic, as_json):
         con.print(f"  latency = {stat.get('what', stat['name'])}" + describe_choice(stat.get("chosen") or {}))
     if "within_10pct" in acc:
         con.print(f"  cross-validated: {acc['within_10pct'] * 100:.1f} % of {acc['n']} models within ±10 %")
+    if "networks" in acc:
+        net = acc["networks"]
+        con.print(f"  of them whole networks: {net['within_10pct'] * 100:.1f} % of {net['n']} within ±10 %,"
+                  f" {net['within_5pct'] * 100:.1f} % within ±5 %")
     if consistency:
         con.print("  " + describe_consistency(consistency["within_10pct"], consistency["n_networks"]))
         if consistency.get("warning"):

@@ -55,7 +55,7 @@ def family_out(ds: TargetDataset, params: dict[str, Any] | None = None,
     fams: dict[str, list[int]] = {}
     for i, m in enumerate(ds.models):
         fams.setdefault(m.family or "user", []).append(i)
-    kernel_families = kernel_families if kernel_families is not None else _kernel_families()
+    kernel_families = kernel_families if kernel_families is not None else kernel_family_names()
     per_family, points = {}, []
     for fam, idx in sorted(fams.items()):
         if fam in kernel_families or fam == "user" or len(idx) < _MIN_FAMILY:
@@ -94,7 +94,7 @@ def kernel_time_consistency(models: list[TrainingModel], kernel_families: set[st
     from .graph.categories import CATEGORIES, kernel_category
     from .predictor.model import fit_least_relative_error
 
-    kernel_families = kernel_families if kernel_families is not None else _kernel_families()
+    kernel_families = kernel_families if kernel_families is not None else kernel_family_names()
     n_cat = len(CATEGORIES)
     index = {c: i for i, c in enumerate(CATEGORIES)}
     rows, y = [], []
@@ -139,7 +139,8 @@ def consistency_warning(consistency: dict[str, Any] | None) -> str | None:
             "profile will be less accurate. Measure again with the device idle (no other load, fixed clocks)")
 
 
-def _kernel_families() -> set[str]:
+def kernel_family_names() -> set[str]:
+    """Families whose models are single-operator probes, not whole networks (empty without torch)."""
     try:
         from . import zoo
 

@@ -69,7 +69,10 @@ def main() -> None:
         f" families: {', '.join(f'{k} {v}' for k, v in tr['families'].items())}",
         f"- cross-validated accuracy (5-fold over the training models, all items): {100 * acc['within_10pct']:.1f} %"
         f" within ±10 %, {100 * acc['within_5pct']:.1f} % within ±5 %, MAPE {acc['mape']:.1f} %, Spearman"
-        f" {acc['spearman']:.4f}; 90 % interval coverage {100 * acc.get('interval_coverage', float('nan')):.1f} %",
+        f" {acc['spearman']:.4f}; 90 % interval coverage {100 * acc.get('interval_coverage', float('nan')):.1f} %"
+        + (f"; whole networks only (single-operator probes left out, {acc['networks']['n']} models):"
+           f" {100 * acc['networks']['within_10pct']:.1f} % within ±10 %, {100 * acc['networks']['within_5pct']:.1f} %"
+           f" within ±5 %, MAPE {acc['networks']['mape']:.1f} %" if acc.get("networks") else ""),
         *([f"- measurement consistency: the measured per-kernel times explain"
            f" {100 * profile.card['measurement_consistency']['within_10pct']:.1f} % of"
            f" {profile.card['measurement_consistency']['n_networks']} networks' latencies within ±10 %"

@@ -255,6 +255,7 @@ def test_tflite_campaign_times_each_distinct_operator_once(home):
     assert CrashOnSecondSlice.slices - before <= len(new - set(known))
     ds = build_dataset(store, tfl)
     assert len(ds.models) == 4 and all(m.has_kernel_times for m in ds.models)
+    assert {m.kernel_times_source for m in ds.models} == {"op-slices"}  # reconciled in proportion
 
 
 def test_kernels_derived_by_an_older_edgecost_are_rebuilt(home, monkeypatch):

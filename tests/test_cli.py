@@ -259,6 +259,7 @@ def test_train_reports_accuracy_and_consistency_and_records_its_latency_statisti
     assert "latency = the fastest run" in run_cli("predict", str(model), "--device", "local", home=home).stdout
     text = run_cli("train", "--statistic", "median", home=home, timeout=600)
     assert text.returncode == 0 and "profile saved" in text.stdout and "cross-validated" in text.stdout
+    assert "of them whole networks" in text.stdout
     assert Profile.load(out["profile"]).card["latency_statistic"]["name"] == "median"
     pred = run_cli("predict", str(model), "--device", "local", "--json", home=home)
     assert pred.returncode == 0 and json.loads(pred.stdout)["latency_statistic"] == "median"

@@ -170,13 +170,17 @@ def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,
                 skipped["model file unavailable"] += 1
                 continue
             latency = model_latency_ms(ms, statistic)
-            times = None
+            times, times_source = None, "node-profile"
             with_profile = [m for m in ms if m.measurement and m.measurement.node_profile]
             if with_profile:
                 kernels, times = _profiled_times(kernels, [m.measurement for m in with_profile], spec.runtime,
                                                  statistic)
+                # LiteRT's times are of single-operator slices, each timed as its own model.
+                if any(e.get("source") == "op-slice" for m in with_profile for e in m.measurement.node_profile):
+                    times_source = "op-slices"
             models.append(TrainingModel(key=model_hash, kernels=kernels, latency_ms=latency, kernel_times_us=times,
-                                        family=stored.family or "", meta={"source": stored.source}))
+                                        family=stored.family or "", meta={"source": stored.source},
+                                        kernel_times_source=times_source))
         last = rows[-1].measurement if rows else None
         device_s = sum(float(c["device_seconds"]) for c in store.campaigns() if c["target_key"] == target.key)
         return TargetDataset(target=target, models=models, execution=spec, skipped=dict(skipped),

@@ -48,6 +48,13 @@ def test_profile_round_trip_and_card(profiled, tmp_path):
     assert card["target"] == Target("local").to_dict()
     assert card["runtime_version"] and card["training"]["n_models"] >= 30
     assert 0 <= card["accuracy"]["within_10pct"] <= 1 and card["execution"]["ort_level"] == "all"
+    # Whole networks apart from the single-operator probes, the figure a user's network is nearest.
+    from edgecost.evaluate import kernel_family_names
+
+    networks = [fam for fam in card["training"]["families"] if fam not in kernel_family_names()]
+    net = card["accuracy"]["networks"]
+    assert networks and net["n"] == sum(card["training"]["families"][f] for f in networks) < card["accuracy"]["n"]
+    assert 0 <= net["within_5pct"] <= net["within_10pct"] <= 1
     copy = prof.save(tmp_path / "copy.profile.json.gz")
     again = Profile.load(copy)
     for path in sorted(profiled.models_dir.glob("*.onnx")):
@@ -600,6 +607,31 @@ def test_reconcile_takes_each_models_own_profiler_cost_off_every_kernel_alike():
     np.testing.assert_allclose(out[-1], truth[-1], rtol=0.01)  # the costliest profile: every kernel right
 
 
+def test_op_slice_times_give_up_their_excess_in_proportion_to_each_kernels_time():
+    """Single-operator slices each hold their own call and tensor traffic, which grow with the
+    operator: their excess over the model comes off in proportion, not evenly as a profiler's
+    cost a node does; the same times marked as a node profile are cut evenly."""
+    from edgecost.predictor.model import TrainingModel, _reconcile
+    from edgecost.records import KernelRecord
+
+    models, times = {"op-slices": [], "node-profile": []}, []
+    for n in range(3, 9):  # the more kernels, the shorter the network: no cost a node to find
+        t = np.r_[6000.0 / n, 100.0, np.full(n - 2, 10.0)]
+        times.append(t)
+        kernels = [KernelRecord(name=f"k{j}", op_type="Relu") for j in range(n)]
+        for source, ms in models.items():  # latency 20 % under the slices' sum
+            ms.append(TrainingModel(key=str(n), kernels=kernels, latency_ms=t.sum() * 0.8 / 1000.0,
+                                    kernel_times_us=list(t), kernel_times_source=source))
+    sliced = _reconcile(models["op-slices"], [t.copy() for t in times])
+    profiled = _reconcile(models["node-profile"], [t.copy() for t in times])
+    for o, t in zip(sliced, times):
+        np.testing.assert_allclose(o / t, np.full(len(t), o[0] / t[0]), rtol=1e-9)  # one ratio for all
+        assert o.sum() == pytest.approx(0.8 * t.sum(), rel=0.02)
+    assert profiled[0][2] < 0.5 * sliced[0][2]  # evenly: the short kernel gives up as much as the long
+    with pytest.raises(ValueError, match="kernel_times_source"):
+        TrainingModel(key="x", kernels=[], latency_ms=1.0, kernel_times_source="trace")
+
+
 def test_kernel_weights_follow_each_kernels_share_of_its_models_time():
     """A network's error is its kernels' errors weighted by their shares of its time, so the
     trees weigh a kernel by that share; a model's kernels weigh together as many as it has."""
@@ -626,6 +658,7 @@ def test_kernel_weighting_reaches_the_trees_and_survives_the_profile_file(profil
 
     monkeypatch.setenv("EDGECOST_HOME", str(profiled.home))
     ds = build_dataset(Store(), Target("local", "onnxruntime", 1))
+    assert {m.kernel_times_source for m in ds.models if m.has_kernel_times} == {"node-profile"}
     timed = fit_dataset(ds, n_estimators=30)
     equal = fit_dataset(ds, n_estimators=30, kernel_weighting="equal")
     assert timed.kernel_weighting == "time"
