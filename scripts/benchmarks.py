@@ -108,10 +108,17 @@ def campaign(name: str, home: Path, minutes: float, seed: int, revisit_share: fl
 # -- data -------------------------------------------------------------------------------
 
 
+#: How the notes this script writes itself begin; a hand-written note (one that quotes these
+#: commands among its findings) is never replaced by a later run.
+_MERGE_NOTE, _SPEED_NOTE, _REALISTIC_NOTE = "Targets ", "Prediction speed of ", "Realistic models re-measured "
+
+
 def _superseded(note: str, redone: list[str]) -> bool:
     """A generated note that a merge run replaces: an earlier merge's, or a refresh of only redone targets."""
-    if "--merge" in note:
+    if note.startswith((_MERGE_NOTE, "Target ")) and "--merge" in note.split(";", 1)[0]:
         return True
+    if not note.startswith((_SPEED_NOTE, _REALISTIC_NOTE)):
+        return False
     if "--refresh-" in note and "--targets " in note:
         named = note.split("--targets ", 1)[1].split("`", 1)[0].split(",")
         return set(named) <= set(redone)
@@ -943,7 +950,7 @@ def refresh_speed(args) -> None:
         log(name, "speed", {k: round(v, 1) for k, v in r["speed"].items()}, "cli", r.get("cli_cold"))
     note = (f"Prediction speed of {args.targets} re-timed on {time.strftime('%Y-%m-%d')} with `python"
             f" scripts/benchmarks.py --refresh-speed --targets {args.targets}` (same campaigns and profiles).")
-    results["notes"] = [n for n in results.get("notes", []) if "--refresh-speed" not in n] + [note]
+    results["notes"] = [n for n in results.get("notes", []) if not n.startswith(_SPEED_NOTE)] + [note]
     args.results.write_text(json.dumps(results, indent=1, default=float))
     write_markdown(results, args.out)
 
@@ -956,7 +963,7 @@ def refresh_realistic(args) -> None:
             r["realistic"] = realistic(name, args.work / name, args.work, r.get("statistic", "min"))
     note = (f"Realistic models re-measured on {time.strftime('%Y-%m-%d %H:%M')} with `python scripts/benchmarks.py"
             " --refresh-realistic` (same profiles).")
-    results["notes"] = [n for n in results.get("notes", []) if "--refresh-realistic" not in n] + [note]
+    results["notes"] = [n for n in results.get("notes", []) if not n.startswith(_REALISTIC_NOTE)] + [note]
     args.results.write_text(json.dumps(results, indent=1, default=float))
     write_markdown(results, args.out)
 
