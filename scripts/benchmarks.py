@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecost.evaluate import kernel_family_names
 from edgecost.predictor.labels import AUTO, LATENCY_STATISTICS, STATISTIC_CHOICES, model_latency_ms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,12 +143,6 @@ def dataset(name: str, home: Path, statistic: str | None = None):
     _env_home(home)
     target = Target("local", **TARGETS[name])
     return build_dataset(Store(), target, statistic=statistic or STATISTIC), target
-
-
-def kernel_family_names() -> set[str]:
-    from edgecost import zoo
-
-    return {n for n, f in zoo.FAMILIES.items() if f.kind == "kernel"}
 
 
 def held_out(models, share: float = 0.2, seed: int = 99) -> np.ndarray:

@@ -293,27 +293,33 @@ def test_kernel_time_never_falls_as_the_model_footprint_grows():
     assert us[-1] > 1.1 * us[0]  # and it did learn the effect
 
 
-def _heteroscedastic_models(rng, n: int):
-    """Nets whose end-to-end noise depends on their size: small nets (a few tiny kernels, time
-    mostly dispatch) scatter by 25 %, large ones by 3 %, as on a shared CPU."""
+def _conv_model(key: str, shapes, noise: float, family: str):
+    """A chain of 3x3 convolutions, one per (channels, side) of ``shapes``, whose kernels take
+    FLOPs / 20 GFLOP/s + 2 µs and whose latency is their sum times ``noise``."""
     from edgecost.graph.cost import with_cost
     from edgecost.predictor.model import TrainingModel
     from edgecost.records import KernelRecord
 
+    kernels, times = [], []
+    for j, (c, side) in enumerate(shapes):
+        k = with_cost(KernelRecord(name=f"conv{j}", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 3, 3)),
+                                   output_shapes=((1, c, side, side),), attrs={"kernel_shape": [3, 3], "group": 1}))
+        kernels.append(k)
+        times.append(k.flops / 2e4 + 2.0)
+    return TrainingModel(key=key, kernels=kernels, latency_ms=sum(times) / 1000.0 * noise,
+                         kernel_times_us=times, family=family)
+
+
+def _heteroscedastic_models(rng, n: int):
+    """Nets whose end-to-end noise depends on their size: small nets (a few tiny kernels, time
+    mostly dispatch) scatter by 25 %, large ones by 3 %, as on a shared CPU."""
     models = []
     for i in range(n):
         small = i % 2 == 0
         depth = int(rng.integers(4, 10)) if small else int(rng.integers(30, 60))
-        kernels, times = [], []
-        for j in range(depth):
-            c, side = (8, 4) if small else (int(rng.choice([32, 64])), int(rng.choice([16, 32])))
-            k = with_cost(KernelRecord(name=f"conv{j}", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 3, 3)),
-                                       output_shapes=((1, c, side, side),), attrs={"kernel_shape": [3, 3], "group": 1}))
-            kernels.append(k)
-            times.append(k.flops / 2e4 + 2.0)
+        shapes = [(8, 4) if small else (int(rng.choice([32, 64])), int(rng.choice([16, 32]))) for _ in range(depth)]
         noise = float(np.exp(rng.normal(0, 0.25 if small else 0.03)))
-        models.append(TrainingModel(key=f"m{i}", kernels=kernels, latency_ms=sum(times) / 1000.0 * noise,
-                                    kernel_times_us=times, family="small" if small else "large"))
+        models.append(_conv_model(f"m{i}", shapes, noise, "small" if small else "large"))
     return models
 
 
@@ -342,23 +348,12 @@ def test_interval_is_narrow_where_the_predictor_is_sure_and_covers_both_kinds_of
 def _networks_and_probes(rng, n: int):
     """Networks of 16 kernels measured within 3 %, probes of 15 alike kernels within 20 %: the
     interval's spread features hardly tell them apart, only the kind does."""
-    from edgecost.graph.cost import with_cost
-    from edgecost.predictor.model import TrainingModel
-    from edgecost.records import KernelRecord
-
     models = []
     for i in range(n):
         network = i % 2 == 0
-        kernels, times = [], []
-        for j in range(16 if network else 15):
-            c = int(rng.choice([16, 32]))
-            k = with_cost(KernelRecord(name=f"conv{j}", op_type="Conv", input_shapes=((1, c, 16, 16), (c, c, 3, 3)),
-                                       output_shapes=((1, c, 16, 16),), attrs={"kernel_shape": [3, 3], "group": 1}))
-            kernels.append(k)
-            times.append(k.flops / 2e4 + 2.0)
+        shapes = [(int(rng.choice([16, 32])), 16) for _ in range(16 if network else 15)]
         noise = float(np.exp(rng.normal(0, 0.03 if network else 0.2)))
-        models.append(TrainingModel(key=f"m{i}", kernels=kernels, latency_ms=sum(times) / 1000.0 * noise,
-                                    kernel_times_us=times, family="network" if network else "probe"))
+        models.append(_conv_model(f"m{i}", shapes, noise, "network" if network else "probe"))
     return models
 
 
