@@ -1,8 +1,9 @@
-"""scripts/benchmarks.py: a merge run replaces only the notes the script wrote itself."""
+"""scripts/benchmarks.py: which notes a run replaces; random splits fitted in parallel."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _script():
     spec = importlib.util.spec_from_file_location("benchmarks_script", ROOT / "scripts" / "benchmarks.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its worker processes find its functions by module name, as under __main__
     spec.loader.exec_module(mod)
     return mod
 
@@ -29,3 +31,48 @@ def test_a_merge_replaces_generated_notes_and_keeps_hand_written_ones_that_quote
     assert not B._superseded(hand, ["ort1"])  # a finding, not the script's own line
     assert B._superseded(speed, ["ort1", "tflite1", "ort2"]) and not B._superseded(speed, ["ort1"])
     assert not B._superseded("A note on --refresh-speed --targets ort1` and what it showed.", ["ort1"])
+
+
+def test_a_random_split_refresh_note_is_replaced_only_by_a_rescore_of_the_same_targets():
+    B = _script()
+    note = ("Random split of ort1,tflite1 re-scored over 20 seeds on 2026-12-07 with `python scripts/benchmarks.py "
+            "--refresh-random --targets ort1,tflite1` (same campaigns).")
+    assert B._superseded(note, ["ort1", "tflite1"]) and not B._superseded(note, ["ort1"])
+
+
+def _conv_nets(n: int):
+    """Small conv nets with exact per-kernel times (20 GFLOP/s + 2 µs) and 3 % noise on the latency."""
+    import numpy as np
+
+    from edgecost.graph.cost import with_cost
+    from edgecost.predictor.model import TrainingModel
+    from edgecost.records import KernelRecord
+
+    rng = np.random.default_rng(5)
+    models = []
+    for i in range(n):
+        kernels, times = [], []
+        for j in range(int(rng.integers(16, 30))):
+            c, side = int(rng.choice([16, 32, 64])), int(rng.choice([8, 16, 32]))
+            k = with_cost(KernelRecord(name=f"conv{j}", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 3, 3)),
+                                       output_shapes=((1, c, side, side),), attrs={"kernel_shape": [3, 3], "group": 1}))
+            kernels.append(k)
+            times.append(k.flops / 2e4 + 2.0)
+        models.append(TrainingModel(key=f"m{i}", kernels=kernels, family="convnet",
+                                    latency_ms=sum(times) / 1000.0 * float(np.exp(rng.normal(0, 0.03))),
+                                    kernel_times_us=times))
+    return models
+
+
+def test_random_splits_fitted_in_parallel_score_as_one_process_does():
+    B = _script()
+    models = _conv_nets(50)
+    params = {"n_estimators": 30}
+    serial = B.split_metrics(models, set(), seeds=2, params=params, workers=1)
+    parallel = B.split_metrics(models, set(), seeds=2, params=params, workers=2)
+    assert serial["seeds"] == parallel["seeds"] == 2
+    assert serial["architectures"]["n"]["mean"] == 10
+    for key in ("within_10pct", "within_5pct", "mape", "spearman"):
+        assert parallel["architectures"][key] == serial["architectures"][key]
+    assert serial["architectures"]["within_10pct"]["mean"] > 0.5  # a learnable set: the splits really scored
+    assert B.interval_summary(serial)["architectures"]["coverage"] == serial["architectures"]["interval_coverage"]["mean"]
