@@ -139,14 +139,18 @@ def consistency_warning(consistency: dict[str, Any] | None) -> str | None:
             "profile will be less accurate. Measure again with the device idle (no other load, fixed clocks)")
 
 
-def kernel_family_names() -> set[str]:
-    """Families whose models are single-operator probes, not whole networks (empty without torch)."""
-    try:
-        from . import zoo
+#: The zoo's families of kind "kernel" (single-operator probes), known without importing the zoo,
+#: which needs torch: a store trained or evaluated where torch is not installed still tells its
+#: probes from its networks.  ``tests/test_evaluate.py`` keeps it equal to the zoo's.
+KERNEL_FAMILIES = frozenset({
+    "activation", "attention", "batchnorm", "concat", "conv", "depthwise_conv", "elementwise", "group_conv",
+    "layernorm", "linear", "matmul", "pool", "resize", "softmax", "transpose",
+})
 
-        return {name for name, f in zoo.FAMILIES.items() if f.kind == "kernel"}
-    except ImportError:  # torch not installed: names of single-kernel families start with "k_"
-        return set()
+
+def kernel_family_names() -> set[str]:
+    """Families whose models are single-operator probes, not whole networks."""
+    return set(KERNEL_FAMILIES)
 
 
 def evaluate_target(target: Target, *, protocol: str = "all", seeds: int = 5, plot_path: str | Path | None = None,

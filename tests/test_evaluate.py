@@ -80,3 +80,13 @@ def test_measurement_consistency_tells_a_quiet_campaign_from_a_noisy_one():
     assert kernel_time_consistency(_nets(np.random.default_rng(0), 12, 0.0), kernel_families=set()) is None
     probes = _nets(np.random.default_rng(0), 120, 0.0)
     assert kernel_time_consistency(probes, kernel_families={"net"}) is None  # single-kernel probes are not networks
+
+
+def test_the_probe_families_are_known_without_the_zoo_and_match_it():
+    """Cards and `edgecost evaluate` tell probes from networks where torch is not installed."""
+    from edgecost import zoo
+    from edgecost.evaluate import KERNEL_FAMILIES, kernel_family_names
+
+    assert kernel_family_names() == {name for name, f in zoo.FAMILIES.items() if f.kind == "kernel"}
+    assert set(KERNEL_FAMILIES) == kernel_family_names()
+    assert "resnet" not in KERNEL_FAMILIES and "conv" in KERNEL_FAMILIES

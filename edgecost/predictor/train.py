@@ -62,12 +62,12 @@ def _network_accuracy(ds: TargetDataset, predictor: LatencyPredictor, y: np.ndar
     """The cross-validated accuracy over whole networks only, leaving out the campaign's
     single-operator probes (a kernel family's models, which a user rarely predicts and which
     are the hardest to get within ±10 %: a few µs of runtime overhead is a large share of
-    them).  None when the zoo (torch) is not installed to tell the two apart."""
+    them).  None when the models are all networks or too few are."""
     from ..evaluate import kernel_family_names
 
     kernel_families = kernel_family_names()
     keep = np.array([m.family not in kernel_families for m in ds.models])
-    if not kernel_families or keep.all() or keep.sum() < MIN_MODELS:
+    if keep.all() or keep.sum() < MIN_MODELS:
         return None
     acc = accuracy(y[keep], predictor.oof_predictions_ms_[keep], predictor.oof_low_ms_[keep],
                    predictor.oof_high_ms_[keep])
