@@ -23,7 +23,7 @@ For each target (ONNX Runtime CPU at 1 and 2 threads, LiteRT at 1 thread) on *th
     python scripts/benchmarks.py --reuse                # keep finished campaigns, redo the rest
     python scripts/benchmarks.py --refresh-speed        # re-time prediction speed only
     python scripts/benchmarks.py --refresh-realistic    # re-measure the realistic models only
-    python scripts/benchmarks.py --refresh-random       # re-score the random split only
+    python scripts/benchmarks.py --rescore              # re-score stored campaigns, measure nothing
     python scripts/benchmarks.py --merge --targets tflite1   # redo one target, keep the others' figures
 
 Every latency, measured or predicted, is by one statistic per target (``--statistic``, default
@@ -121,16 +121,16 @@ def campaign(name: str, home: Path, minutes: float, seed: int, revisit_share: fl
 #: How the notes this script writes itself begin; a hand-written note (one that quotes these
 #: commands among its findings) is never replaced by a later run.
 _MERGE_NOTE, _SPEED_NOTE, _REALISTIC_NOTE = "Targets ", "Prediction speed of ", "Realistic models re-measured "
-_RANDOM_NOTE = "Random split of "
+_RESCORE_NOTE = "Figures of "
 
 
 def _superseded(note: str, redone: list[str]) -> bool:
     """A generated note that a merge run replaces: an earlier merge's, or a refresh of only redone targets."""
     if note.startswith((_MERGE_NOTE, "Target ")) and "--merge" in note.split(";", 1)[0]:
         return True
-    if not note.startswith((_SPEED_NOTE, _REALISTIC_NOTE, _RANDOM_NOTE)):
+    if not note.startswith((_SPEED_NOTE, _REALISTIC_NOTE, _RESCORE_NOTE)):
         return False
-    if "--refresh-" in note and "--targets " in note:
+    if ("--refresh-" in note or "--rescore" in note) and "--targets " in note:
         named = note.split("--targets ", 1)[1].split("`", 1)[0].split(",")
         return set(named) <= set(redone)
     return False
@@ -292,21 +292,25 @@ def _split_seed(models, kernels: set[str], seed: int, params=None):
     return net, m_all, kern
 
 
-def split_metrics(models, kernels: set[str], seeds: int = SPLIT_SEEDS, params=None,
-                  workers: int | None = None) -> dict[str, Any]:
-    """Random 80/20 splits of architectures, seeds 0..seeds-1, fitted in parallel on ``workers`` processes
-    (default: one a core; the fits are deterministic, so the figures do not depend on it)."""
+def _in_parallel(fn, calls: list[tuple], workers: int | None = None) -> list:
+    """``[fn(*c) for c in calls]`` on ``workers`` processes (default: one a core).  The fits are
+    deterministic (LightGBM on one thread, seeded), so the results do not depend on ``workers``."""
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
 
+    workers = max(1, min(workers or os.cpu_count() or 1, len(calls)))
+    if workers == 1:
+        return [fn(*c) for c in calls]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(fn, *zip(*calls)))
+
+
+def split_metrics(models, kernels: set[str], seeds: int = SPLIT_SEEDS, params=None,
+                  workers: int | None = None) -> dict[str, Any]:
+    """Random 80/20 splits of architectures, seeds 0..seeds-1, fitted in parallel (``_in_parallel``)."""
     from edgecost.metrics import mean_std
 
-    workers = max(1, min(workers or os.cpu_count() or 1, seeds))
-    if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            runs = list(pool.map(_split_seed, *zip(*[(models, kernels, seed, params) for seed in range(seeds)])))
-    else:
-        runs = [_split_seed(models, kernels, seed, params) for seed in range(seeds)]
+    runs = _in_parallel(_split_seed, [(models, kernels, seed, params) for seed in range(seeds)], workers)
     nets, alls, kern = zip(*runs)
     kern = [k for k in kern if k is not None]
     return {"architectures": mean_std(list(nets)), "all_items": mean_std(list(alls)),
@@ -342,15 +346,25 @@ def op_slice_summary(models) -> dict[str, Any] | None:
             "sum_over_latency_p90": float(np.quantile(ratios, 0.9))}
 
 
-def family_out(models, kernels: set[str], params=None) -> dict[str, Any]:
-    out = {}
+def _family_left_out(models, fam: str, params=None) -> dict[str, Any]:
+    return score([m for m in models if m.family != fam], [m for m in models if m.family == fam], params)[0]
+
+
+def family_out(models, kernels: set[str], params=None, workers: int | None = None) -> dict[str, Any]:
+    """Each network family of at least 5 models left out in turn, fitted in parallel (``_in_parallel``)."""
     fams = sorted({m.family for m in models if m.family not in kernels})
-    for fam in fams:
-        test = [m for m in models if m.family == fam]
-        train = [m for m in models if m.family != fam]
-        if len(test) < 5:
-            continue
-        out[fam] = score(train, test, params)[0]
+    fams = [fam for fam in fams if sum(m.family == fam for m in models) >= 5]
+    return dict(zip(fams, _in_parallel(_family_left_out, [(models, fam, params) for fam in fams], workers)))
+
+
+def label_comparison(name: str, home: Path, kernels: set[str]) -> dict[str, Any]:
+    """The random split's first splits with each other statistic's labels."""
+    out = {}
+    for other in (s for s in LATENCY_STATISTICS if s != STATISTIC):
+        a = split_metrics(dataset(name, home, other)[0].models, kernels, seeds=LABEL_COMPARISON_SEEDS)["architectures"]
+        out[other] = {**{k: a[k] for k in ("within_10pct", "within_5pct", "mape", "spearman")},
+                      "seeds": LABEL_COMPARISON_SEEDS}
+        log(name, "random split with", other, "labels:", round(a["within_10pct"]["mean"], 3))
     return out
 
 
@@ -452,6 +466,24 @@ def realistic(name: str, home: Path, work: Path, statistic: str, rounds: int = 3
     pr = np.array([r["predicted_ms"] for r in rows])
     return {"models": rows, "metrics": accuracy(y, pr, [r["low_ms"] for r in rows], [r["high_ms"] for r in rows]),
             "gate": gate.report.to_dict() if gate is not None else None}
+
+
+def repredict_realistic(name: str, work: Path, earlier: dict[str, Any]) -> dict[str, Any]:
+    """The realistic models' stored measurements predicted again by the target's profile as it is now."""
+    import edgecost
+    from edgecost.metrics import accuracy
+
+    fmt = "tflite" if TARGETS[name]["runtime"] == "tflite" else "onnx"
+    rows = []
+    for row in earlier["models"]:
+        path = work / f"realistic-{fmt}" / f"{row['model']}.{fmt}"
+        p = edgecost.predict(path, "local", **TARGETS[name])
+        rows.append({**row, "predicted_ms": p.latency_ms, "low_ms": p.low_ms, "high_ms": p.high_ms,
+                     "error_pct": 100.0 * (p.latency_ms - row["measured_ms"]) / row["measured_ms"]})
+    y = np.array([r["measured_ms"] for r in rows])
+    pr = np.array([r["predicted_ms"] for r in rows])
+    return {**earlier, "models": rows,
+            "metrics": accuracy(y, pr, [r["low_ms"] for r in rows], [r["high_ms"] for r in rows])}
 
 
 # -- speed --------------------------------------------------------------------------------
@@ -825,9 +857,9 @@ def main() -> None:
                     help="Only re-measure and re-predict the realistic models with the profiles in --work.")
     ap.add_argument("--refresh-kernel-reference", action="store_true",
                     help="Only recompute the per-kernel-times-against-latency reference on the campaigns in --work; update --results and --out.")
-    ap.add_argument("--refresh-random", action="store_true",
-                    help="Only re-score the random split (and its intervals) on the campaigns in --work, over"
-                         " SPLIT_SEEDS seeds with this predictor; update --results and --out.")
+    ap.add_argument("--rescore", action="store_true",
+                    help="Re-score the campaigns in --work with this predictor, measuring nothing (random split,"
+                         " families left out, curve, realistic models' stored measurements); update --results and --out.")
     ap.add_argument("--refresh-speed", action="store_true",
                     help="Only re-time prediction speed on the campaigns in --work; update --results and --out.")
     args = ap.parse_args()
@@ -838,8 +870,8 @@ def main() -> None:
     if args.refresh_speed:
         refresh_speed(args)
         return
-    if args.refresh_random:
-        refresh_random(args)
+    if args.rescore:
+        rescore(args)
         return
     if args.refresh_kernel_reference:
         results = json.loads(args.results.read_text())
@@ -918,12 +950,7 @@ def main() -> None:
             r["op_slices"] = op_slice_summary(ds.models)
         r["random"] = split_metrics(ds.models, kernels)
         log(name, "random split:", {k: round(v["mean"], 3) for k, v in r["random"]["architectures"].items()})
-        r["label_comparison"] = {}
-        for other in (s for s in LATENCY_STATISTICS if s != STATISTIC):  # same splits, other labels
-            a = split_metrics(dataset(name, home, other)[0].models, kernels, seeds=LABEL_COMPARISON_SEEDS)["architectures"]
-            r["label_comparison"][other] = {**{k: a[k] for k in ("within_10pct", "within_5pct", "mape", "spearman")},
-                                            "seeds": LABEL_COMPARISON_SEEDS}
-            log(name, "random split with", other, "labels:", round(a["within_10pct"]["mean"], 3))
+        r["label_comparison"] = label_comparison(name, home, kernels)
         r["interval"] = interval_summary(r["random"])
         r["family_out"] = family_out(ds.models, kernels) if "family" not in skip else {}
         tl, visits = timeline(home, target)
@@ -994,25 +1021,45 @@ def refresh_speed(args) -> None:
     write_markdown(results, args.out)
 
 
-def refresh_random(args) -> None:
-    """Re-score the random split on the stored campaigns (more seeds, a predictor change), keeping every other figure."""
+def rescore(args) -> None:
+    """Re-score the stored campaigns with this predictor, measuring nothing: the random split (and
+    its intervals and label comparison), families left out, the accuracy curve, and the realistic
+    models' stored measurements against a profile fitted anew.  The campaign, revisit, noise,
+    speed, regressor and revisit-effect figures are kept as they were."""
     global STATISTIC
+    from edgecost.evaluate import kernel_time_consistency
+    from edgecost.predictor.train import train_and_save
+    from edgecost.store import Store
+
     results = json.loads(args.results.read_text())
     kernels = kernel_family_names()
     done = []
-    for name, r, home in _stored_campaigns(args, results, "random split"):
+    for name, r, home in _stored_campaigns(args, results, "figures"):
         STATISTIC = r.get("statistic", "min")
-        ds, _ = dataset(name, home, STATISTIC)
+        ds, target = dataset(name, home, STATISTIC)
         r["random"] = split_metrics(ds.models, kernels)
         r["interval"] = interval_summary(r["random"])
-        done.append(name)
         log(name, "random split:", {k: round(v["mean"], 3) for k, v in r["random"]["architectures"].items()})
+        r["label_comparison"] = label_comparison(name, home, kernels)
+        r["family_out"] = family_out(ds.models, kernels)
+        log(name, "family left out:", round(np.mean([v["within_10pct"] for v in r["family_out"].values()]), 3))
+        tl, visits = timeline(home, target)
+        r["curve"] = curve(ds, tl, kernels, visits,
+                           minutes=(r.get("campaign") or {}).get("budget_minutes") or CAMPAIGN_MINUTES[name])
+        _env_home(home)
+        train_and_save(Store(), target, statistic=STATISTIC)
+        if r.get("realistic"):
+            r["realistic"] = repredict_realistic(name, args.work, r["realistic"])
+            log(name, "realistic:", round(r["realistic"]["metrics"]["within_10pct"], 3))
+        r["kernel_sum_reference"] = kernel_time_consistency(ds.models, kernels)
+        done.append(name)
     if not done:
         return
-    note = (f"Random split of {','.join(done)} re-scored over {SPLIT_SEEDS} seeds on {time.strftime('%Y-%m-%d')} with"
-            f" `python scripts/benchmarks.py --refresh-random --targets {','.join(done)}` (same campaigns).")
+    note = (f"{_RESCORE_NOTE}{','.join(done)} re-scored on {time.strftime('%Y-%m-%d')} with `python scripts/benchmarks.py"
+            f" --rescore --targets {','.join(done)}` (same campaigns and realistic measurements; random split over"
+            f" {SPLIT_SEEDS} seeds).")
     results["notes"] = [n for n in results.get("notes", [])
-                        if not (n.startswith(_RANDOM_NOTE) and _superseded(n, done))] + [note]
+                        if not (n.startswith(_RESCORE_NOTE) and _superseded(n, done))] + [note]
     args.results.write_text(json.dumps(results, indent=1, default=float))
     write_markdown(results, args.out)
 

@@ -33,10 +33,11 @@ def test_a_merge_replaces_generated_notes_and_keeps_hand_written_ones_that_quote
     assert not B._superseded("A note on --refresh-speed --targets ort1` and what it showed.", ["ort1"])
 
 
-def test_a_random_split_refresh_note_is_replaced_only_by_a_rescore_of_the_same_targets():
+def test_a_rescore_note_is_replaced_only_by_a_rescore_of_the_same_targets():
     B = _script()
-    note = ("Random split of ort1,tflite1 re-scored over 20 seeds on 2026-12-07 with `python scripts/benchmarks.py "
-            "--refresh-random --targets ort1,tflite1` (same campaigns).")
+    note = ("Figures of ort1,tflite1 re-scored on 2026-12-07 with `python scripts/benchmarks.py "
+            "--rescore --targets ort1,tflite1` (same campaigns and realistic measurements).")
+    assert note.startswith(B._RESCORE_NOTE)
     assert B._superseded(note, ["ort1", "tflite1"]) and not B._superseded(note, ["ort1"])
 
 
@@ -76,3 +77,14 @@ def test_random_splits_fitted_in_parallel_score_as_one_process_does():
         assert parallel["architectures"][key] == serial["architectures"][key]
     assert serial["architectures"]["within_10pct"]["mean"] > 0.5  # a learnable set: the splits really scored
     assert B.interval_summary(serial)["architectures"]["coverage"] == serial["architectures"]["interval_coverage"]["mean"]
+
+
+def test_families_left_out_in_parallel_score_as_one_process_does():
+    B = _script()
+    models = _conv_nets(48)
+    for i, m in enumerate(models):
+        m.family = ("wide", "narrow", "deep")[i % 3]
+    serial = B.family_out(models, set(), params={"n_estimators": 30}, workers=1)
+    parallel = B.family_out(models, set(), params={"n_estimators": 30}, workers=2)
+    assert sorted(serial) == ["deep", "narrow", "wide"]
+    assert all(parallel[f]["within_10pct"] == serial[f]["within_10pct"] for f in serial)
