@@ -294,12 +294,14 @@ def _split_seed(models, kernels: set[str], seed: int, params=None):
 
 def _in_parallel(fn, calls: list[tuple], workers: int | None = None) -> list:
     """``[fn(*c) for c in calls]`` on ``workers`` processes (default: one a core).  The fits are
-    deterministic (LightGBM on one thread, seeded), so the results do not depend on ``workers``."""
+    deterministic (LightGBM on one thread, seeded), so the results do not depend on ``workers``.
+    In one process where JAX is loaded (litert-torch converting a LiteRT campaign's models), whose
+    threads make a forked child liable to deadlock, the calls run one after the other."""
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
 
     workers = max(1, min(workers or os.cpu_count() or 1, len(calls)))
-    if workers == 1:
+    if workers == 1 or "jax" in sys.modules:
         return [fn(*c) for c in calls]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         return list(pool.map(fn, *zip(*calls)))
