@@ -284,7 +284,8 @@ def _split_seed(models, kernels: set[str], seed: int, params=None):
     sel = [i for i, m in enumerate(test) if m.family not in kernels]
     y = np.array([test[i].latency_ms for i in sel])
     net = accuracy(y, pr[sel], lo[sel], hi[sel])
-    probes = [i for i in range(len(test)) if i not in set(sel)]
+    networks = set(sel)
+    probes = [i for i in range(len(test)) if i not in networks]
     kern = None
     if probes:
         y = np.array([test[i].latency_ms for i in probes])
