@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.conv_models import conv_chain
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,23 +49,11 @@ def _conv_nets(n: int):
     """Small conv nets with exact per-kernel times (20 GFLOP/s + 2 µs) and 3 % noise on the latency."""
     import numpy as np
 
-    from edgecost.graph.cost import with_cost
-    from edgecost.predictor.model import TrainingModel
-    from edgecost.records import KernelRecord
-
     rng = np.random.default_rng(5)
     models = []
     for i in range(n):
-        kernels, times = [], []
-        for j in range(int(rng.integers(16, 30))):
-            c, side = int(rng.choice([16, 32, 64])), int(rng.choice([8, 16, 32]))
-            k = with_cost(KernelRecord(name=f"conv{j}", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 3, 3)),
-                                       output_shapes=((1, c, side, side),), attrs={"kernel_shape": [3, 3], "group": 1}))
-            kernels.append(k)
-            times.append(k.flops / 2e4 + 2.0)
-        models.append(TrainingModel(key=f"m{i}", kernels=kernels, family="convnet",
-                                    latency_ms=sum(times) / 1000.0 * float(np.exp(rng.normal(0, 0.03))),
-                                    kernel_times_us=times))
+        shapes = [(int(rng.choice([16, 32, 64])), int(rng.choice([8, 16, 32]))) for _ in range(int(rng.integers(16, 30)))]
+        models.append(conv_chain(f"m{i}", shapes, float(np.exp(rng.normal(0, 0.03))), "convnet"))
     return models
 
 
@@ -92,7 +82,8 @@ def _parallel_matches_serial() -> None:
 def test_random_splits_and_families_fitted_in_parallel_score_as_one_process_does():
     # A fresh interpreter: this test process may hold JAX's threads (LiteRT tests), and the
     # script does not fork under them.
-    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('bench_test', sys.argv[1]); "
+    code = ("import importlib.util, sys; sys.path.insert(0, 'tests'); "
+            "spec = importlib.util.spec_from_file_location('bench_test', sys.argv[1]); "
             "m = importlib.util.module_from_spec(spec); sys.modules['bench_test'] = m; spec.loader.exec_module(m); "
             "m._parallel_matches_serial()")
     proc = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve())], capture_output=True, text=True,

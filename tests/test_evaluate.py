@@ -88,5 +88,4 @@ def test_the_probe_families_are_known_without_the_zoo_and_match_it():
     from edgecost.evaluate import KERNEL_FAMILIES, kernel_family_names
 
     assert kernel_family_names() == {name for name, f in zoo.FAMILIES.items() if f.kind == "kernel"}
-    assert set(KERNEL_FAMILIES) == kernel_family_names()
     assert "resnet" not in KERNEL_FAMILIES and "conv" in KERNEL_FAMILIES

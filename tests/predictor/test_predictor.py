@@ -13,6 +13,7 @@ import pytest
 
 from edgecost.errors import NoProfileError, ProfileFormatError
 from edgecost.predictor.profile import Profile
+from support.conv_models import conv_chain
 from edgecost.predictor.trees import DEFAULT_PARAMS, TreeEnsemble
 from edgecost.records import Target
 
@@ -171,24 +172,12 @@ def test_api_predict_one_and_many(profiled, monkeypatch):
 def _synthetic_models(rng, n: int, model_effect: bool):
     """Conv nets with exact per-kernel times; the model's latency is their sum, times either a
     model-level factor the kernels cannot see (deeper nets 40 % slower) or pure noise."""
-    from edgecost.graph.cost import with_cost
-    from edgecost.predictor.model import TrainingModel
-    from edgecost.records import KernelRecord
-
     models = []
     for i in range(n):
         depth = int(rng.integers(16, 48))
-        kernels, times = [], []
-        for j in range(depth):
-            c, side = int(rng.choice([16, 32, 64])), int(rng.choice([8, 16, 32]))
-            k = with_cost(KernelRecord(name=f"conv{j}", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 3, 3)),
-                                       output_shapes=((1, c, side, side),), attrs={"kernel_shape": [3, 3], "group": 1}))
-            kernels.append(k)
-            times.append(k.flops / 2e4 + 2.0)  # 20 GFLOP/s + 2 µs
-        total_ms = sum(times) / 1000.0
+        shapes = [(int(rng.choice([16, 32, 64])), int(rng.choice([8, 16, 32]))) for _ in range(depth)]
         factor = (1.4 if depth > 32 else 1.0) if model_effect else float(np.exp(rng.normal(0, 0.05)))
-        models.append(TrainingModel(key=f"m{i}", kernels=kernels, latency_ms=total_ms * factor,
-                                    kernel_times_us=times))
+        models.append(conv_chain(f"m{i}", shapes, factor))
     return models
 
 
@@ -293,23 +282,6 @@ def test_kernel_time_never_falls_as_the_model_footprint_grows():
     assert us[-1] > 1.1 * us[0]  # and it did learn the effect
 
 
-def _conv_model(key: str, shapes, noise: float, family: str):
-    """A chain of 3x3 convolutions, one per (channels, side) of ``shapes``, whose kernels take
-    FLOPs / 20 GFLOP/s + 2 µs and whose latency is their sum times ``noise``."""
-    from edgecost.graph.cost import with_cost
-    from edgecost.predictor.model import TrainingModel
-    from edgecost.records import KernelRecord
-
-    kernels, times = [], []
-    for j, (c, side) in enumerate(shapes):
-        k = with_cost(KernelRecord(name=f"conv{j}", op_type="Conv", input_shapes=((1, c, side, side), (c, c, 3, 3)),
-                                   output_shapes=((1, c, side, side),), attrs={"kernel_shape": [3, 3], "group": 1}))
-        kernels.append(k)
-        times.append(k.flops / 2e4 + 2.0)
-    return TrainingModel(key=key, kernels=kernels, latency_ms=sum(times) / 1000.0 * noise,
-                         kernel_times_us=times, family=family)
-
-
 def _heteroscedastic_models(rng, n: int):
     """Nets whose end-to-end noise depends on their size: small nets (a few tiny kernels, time
     mostly dispatch) scatter by 25 %, large ones by 3 %, as on a shared CPU."""
@@ -319,8 +291,19 @@ def _heteroscedastic_models(rng, n: int):
         depth = int(rng.integers(4, 10)) if small else int(rng.integers(30, 60))
         shapes = [(8, 4) if small else (int(rng.choice([32, 64])), int(rng.choice([16, 32]))) for _ in range(depth)]
         noise = float(np.exp(rng.normal(0, 0.25 if small else 0.03)))
-        models.append(_conv_model(f"m{i}", shapes, noise, "small" if small else "large"))
+        models.append(conv_chain(f"m{i}", shapes, noise, "small" if small else "large"))
     return models
+
+
+def _coverage_and_width_by_family(p, test) -> tuple[dict[str, float], dict[str, float]]:
+    """Per family of ``test``: the share of latencies inside the predicted interval, and the
+    interval's median width relative to the prediction."""
+    out: dict[str, list[tuple[bool, float]]] = {}
+    for m in test:
+        ms, lo, hi, _ = p.predict_one(m.kernels)
+        out.setdefault(m.family, []).append((lo <= m.latency_ms <= hi, (hi - lo) / ms))
+    return ({f: np.mean([c for c, _ in v]) for f, v in out.items()},
+            {f: np.median([w for _, w in v]) for f, v in out.items()})
 
 
 def test_interval_is_narrow_where_the_predictor_is_sure_and_covers_both_kinds_of_model():
@@ -332,12 +315,7 @@ def test_interval_is_narrow_where_the_predictor_is_sure_and_covers_both_kinds_of
     rng = np.random.default_rng(11)
     train, test = _heteroscedastic_models(rng, 240), _heteroscedastic_models(rng, 400)
     p = LatencyPredictor(n_estimators=60, reconcile=False, model_correction=False).fit(train)
-    out = {"small": [], "large": []}
-    for m in test:
-        ms, lo, hi, _ = p.predict_one(m.kernels)
-        out[m.family].append((lo <= m.latency_ms <= hi, (hi - lo) / ms))
-    cover = {f: np.mean([c for c, _ in v]) for f, v in out.items()}
-    width = {f: np.median([w for _, w in v]) for f, v in out.items()}
+    cover, width = _coverage_and_width_by_family(p, test)
     # one width for all gives 0.80 wide around every net and covers 83 % of the small ones
     assert cover["small"] >= 0.87 and cover["large"] >= 0.9, cover
     assert width["large"] < 0.3 and width["large"] * 3 < width["small"], width
@@ -353,7 +331,7 @@ def _networks_and_probes(rng, n: int):
         network = i % 2 == 0
         shapes = [(int(rng.choice([16, 32])), 16) for _ in range(16 if network else 15)]
         noise = float(np.exp(rng.normal(0, 0.03 if network else 0.2)))
-        models.append(_conv_model(f"m{i}", shapes, noise, "network" if network else "probe"))
+        models.append(conv_chain(f"m{i}", shapes, noise, "network" if network else "probe"))
     return models
 
 
@@ -366,12 +344,7 @@ def test_interval_is_calibrated_apart_for_networks_and_single_operator_probes():
     train, test = _networks_and_probes(rng, 300), _networks_and_probes(rng, 600)
     p = LatencyPredictor(n_estimators=60, reconcile=False, model_correction=False).fit(train)
     assert set(p.interval_by_kind_) == {"network", "probe"}
-    out = {"network": [], "probe": []}
-    for m in test:
-        ms, lo, hi, _ = p.predict_one(m.kernels)
-        out[m.family].append((lo <= m.latency_ms <= hi, (hi - lo) / ms))
-    cover = {f: np.mean([c for c, _ in v]) for f, v in out.items()}
-    width = {f: np.median([w for _, w in v]) for f, v in out.items()}
+    cover, width = _coverage_and_width_by_family(p, test)
     assert 0.84 <= cover["network"] <= 0.96 and 0.84 <= cover["probe"] <= 0.96, cover
     assert width["network"] * 3 < width["probe"], width
     # Saved and loaded, the bounds stay apart; a profile saved without them takes the pooled ones.
