@@ -206,7 +206,8 @@ class AdaptiveWeights:
         ds = build_dataset(self.store, self.target)
         if len(ds.models) < 20:
             return None
-        fast = LatencyPredictor(n_estimators=120, folds=3, model_correction=False)
+        # One leaf size, not the default choice among three: this fit steers sampling, often, mid-campaign.
+        fast = LatencyPredictor(n_estimators=120, folds=3, model_correction=False, min_child_samples=20)
         fast.fit(ds.models)
         y = np.array([m.latency_ms for m in ds.models])
         err = np.abs(np.log(y / fast.oof_predictions_ms_))

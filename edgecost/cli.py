@@ -312,7 +312,8 @@ def train(device, runtime, threads, precision, batch, statistic, as_json):
     card = Profile.load(path).card
     consistency = card.get("measurement_consistency")
     if as_json:
-        _print_json({"profile": str(path), "accuracy": card.get("accuracy"), "measurement_consistency": consistency})
+        _print_json({"profile": str(path), "accuracy": card.get("accuracy"), "measurement_consistency": consistency,
+                     "kernel_leaf_size": (card.get("training") or {}).get("kernel_leaf_size")})
         return
     con = _console()
     con.print(f"profile saved: {path}")
@@ -326,6 +327,10 @@ def train(device, runtime, threads, precision, batch, statistic, as_json):
         net = acc["networks"]
         con.print(f"  of them whole networks: {net['within_10pct'] * 100:.1f} % of {net['n']} within ±10 %,"
                   f" {net['within_5pct'] * 100:.1f} % within ±5 %")
+    leaf = (card.get("training") or {}).get("kernel_leaf_size")
+    if leaf:
+        errors = ", ".join(f"{size}: {err:.4f}" for size, err in leaf["oof_mean_abs_log_error"].items())
+        con.print(f"  kernel trees: at least {leaf['chosen']} kernels a leaf (out-of-fold mean |log error| {errors})")
     if consistency:
         con.print("  " + describe_consistency(consistency["within_10pct"], consistency["n_networks"]))
         if consistency.get("warning"):

@@ -95,3 +95,14 @@ def test_no_fork_where_jax_is_loaded(monkeypatch):
     B = _script()
     monkeypatch.setitem(sys.modules, "jax", object())
     assert B._in_parallel(os.getpid, [(), ()], workers=2) == [os.getpid(), os.getpid()]
+
+
+def test_the_regressor_comparison_scores_both_regressors_on_the_first_splits_networks():
+    B = _script()
+    models = _conv_nets(40)
+    params = {"n_estimators": 30, "model_correction": False}
+    out = B.regressor_comparison("test", models, set(), params)
+    assert sorted(out) == ["gbm", "mlp"]
+    first = B._split_seed(models, set(), 0, dict(params, regressor="gbm"))[0]
+    assert out["gbm"]["n"] == first["n"] == 8 and out["gbm"]["within_10pct"] == first["within_10pct"]
+    assert all(v["fit_s"] > 0 and 0 <= v["within_10pct"] <= 1 for v in out.values())

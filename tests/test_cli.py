@@ -246,6 +246,8 @@ def test_train_reports_accuracy_and_consistency_and_records_its_latency_statisti
     assert Path(out["profile"]).is_file() and out["profile"].startswith(str(home))
     assert 0.0 <= out["accuracy"]["within_10pct"] <= 1.0 and out["accuracy"]["n"] >= 40
     assert "measurement_consistency" in out  # null below 25 networks with kernel times
+    leaf = out["kernel_leaf_size"]  # chosen by the fit: the size of least out-of-fold error
+    assert leaf["chosen"] == int(min(leaf["oof_mean_abs_log_error"], key=leaf["oof_mean_abs_log_error"].get))
     # The default, auto: the statistic the fixture campaign's revisits agree on best, and why.
     stat = Profile.load(out["profile"]).card["latency_statistic"]
     assert stat["chosen"]["requested"] == "auto" and stat["name"] in ("min", "p10", "median")
@@ -259,7 +261,7 @@ def test_train_reports_accuracy_and_consistency_and_records_its_latency_statisti
     assert "latency = the fastest run" in run_cli("predict", str(model), "--device", "local", home=home).stdout
     text = run_cli("train", "--statistic", "median", home=home, timeout=600)
     assert text.returncode == 0 and "profile saved" in text.stdout and "cross-validated" in text.stdout
-    assert "of them whole networks" in text.stdout
+    assert "of them whole networks" in text.stdout and "kernels a leaf (out-of-fold mean |log error| 10: " in text.stdout
     assert Profile.load(out["profile"]).card["latency_statistic"]["name"] == "median"
     pred = run_cli("predict", str(model), "--device", "local", "--json", home=home)
     assert pred.returncode == 0 and json.loads(pred.stdout)["latency_statistic"] == "median"

@@ -97,6 +97,12 @@ _C_BATCHED = [CATEGORIES.index("matmul"), CATEGORIES.index("attention")]
 #: each slice's own call and memory traffic, taken off in proportion to its time).
 KERNEL_TIME_SOURCES = ("node-profile", "op-slices")
 
+#: ``LatencyPredictor(min_child_samples=LEAF_SIZE_AUTO)``: the kernel trees' least kernels a leaf is
+#: chosen among ``LEAF_SIZE_CANDIDATES`` by the fit's own out-of-fold error on its training models.
+LEAF_SIZE_AUTO = "auto"
+LEAF_SIZE_CANDIDATES = (10, 20, 40)
+#: The leaf size where nothing is chosen (the MLP regressor, which ignores it).
+LEAF_SIZE_FALLBACK = 20
 #: How each kernel counts in the kernel regressor's fit, trees or MLP (``LatencyPredictor(kernel_weighting=...)``).
 KERNEL_WEIGHTINGS = ("time", "sqrt", "equal")
 
@@ -381,6 +387,16 @@ class LatencyPredictor:
     Larger leaves stop the trees from memorising the few kernels one family alone has; more of
     them keep the interactions (fewer leaves, 8 at depth 4, fell to 56 %).
 
+    The least kernels a leaf (``min_child_samples``) is, by default (``LEAF_SIZE_AUTO``), chosen
+    by each fit among ``LEAF_SIZE_CANDIDATES``: the one whose out-of-fold predictions of the
+    training models (the same folds as the calibration's) err least, by mean |log(predicted /
+    measured)|.  Chosen on the training models only, so a held-out score stays honest; the
+    cross-validated accuracy a fit reports is of the size it chose on those folds, optimistic by
+    that choice among three.  It costs a fit of the folds for each size (three times the folds'
+    time).  Small leaves can isolate a kernel seen a handful of times and carry its cost to
+    unlike sizes: with six 7×7 depthwise kernels among a thousand, 10 kernels a leaf put probes
+    of other sizes 1.4–1.6× slow against 1.0–1.2× at 20; whole-model error does not see that.
+
     ``kernel_weighting`` (``KERNEL_WEIGHTINGS``) sets how much each kernel counts in the kernel
     regressor's fit (the trees' or the MLP's): ``"time"`` (the default) in proportion to its
     share of its model's time, ``"sqrt"`` to the square root of that share, ``"equal"`` every
@@ -395,7 +411,7 @@ class LatencyPredictor:
         learning_rate: float = 0.05,
         num_leaves: int = 63,
         max_depth: int = 12,
-        min_child_samples: int = 20,
+        min_child_samples: int | str = LEAF_SIZE_AUTO,
         baseline: bool = True,
         reconcile: bool = True,
         model_correction: bool = True,
@@ -406,6 +422,9 @@ class LatencyPredictor:
         kernel_weighting: str = "time",
         seed: int = 0,
     ):
+        if not (min_child_samples == LEAF_SIZE_AUTO or (isinstance(min_child_samples, int) and min_child_samples > 0)):
+            raise ValueError(f"min_child_samples must be a positive whole number or {LEAF_SIZE_AUTO!r}, "
+                             f"not {min_child_samples!r}")
         if kernel_weighting not in KERNEL_WEIGHTINGS:
             raise ValueError(f"kernel_weighting must be one of {', '.join(KERNEL_WEIGHTINGS)}, "
                              f"not {kernel_weighting!r}")
@@ -415,6 +434,8 @@ class LatencyPredictor:
         self.num_leaves = num_leaves
         self.max_depth = max_depth
         self.min_child_samples = min_child_samples
+        self.leaf_size_ = LEAF_SIZE_FALLBACK if min_child_samples == LEAF_SIZE_AUTO else min_child_samples
+        self.leaf_size_errors_: dict[int, float] = {}
         self.baseline = baseline
         self.reconcile = reconcile
         self.model_correction = model_correction
@@ -434,7 +455,7 @@ class LatencyPredictor:
         if self.regressor == "mlp":
             return KernelModel(MLP.fit(X, target, seed=self.seed, weight=weight), base)
         params = {"learning_rate": self.learning_rate, "num_leaves": self.num_leaves, "max_depth": self.max_depth,
-                  "min_data_in_leaf": self.min_child_samples,
+                  "min_data_in_leaf": self.leaf_size_,
                   "monotone_constraints": _MONOTONE, "monotone_constraints_method": "intermediate"}
         trees = TreeEnsemble.fit(X, target, n_estimators=self.n_estimators, params=params, seed=self.seed,
                                  weight=weight)
@@ -496,16 +517,20 @@ class LatencyPredictor:
         rng = np.random.default_rng(self.seed)
         n_folds = max(2, min(self.folds, len(models)))
         fold_of = rng.permutation(len(models)) % n_folds
-        oof_sum = np.zeros(len(models))
-        oof_kernels: list[np.ndarray] = [np.zeros(0)] * len(models)
-        for f in range(n_folds):
-            train_idx = np.flatnonzero(fold_of != f)
-            km = self._fit_kernel_model([models[i] for i in train_idx], [blocks[i] for i in train_idx])
-            for i in np.flatnonzero(fold_of == f):
-                oof_kernels[i] = km.predict_us(blocks[i])
-                oof_sum[i] = oof_kernels[i].sum() / 1000.0
-        self.calibration_ = _fit_calibration(oof_sum, n_k, y)
-        pred = _apply_calibration(self.calibration_, oof_sum, n_k)
+        choose = self.min_child_samples == LEAF_SIZE_AUTO and self.regressor == "gbm"  # the MLP has no leaves
+        sizes = LEAF_SIZE_CANDIDATES if choose else (self.leaf_size_,)
+        tried = {}
+        for size in sizes:
+            self.leaf_size_ = size
+            oof_kernels = self._oof_kernels(models, blocks, fold_of, n_folds)
+            oof_sum = np.array([k.sum() / 1000.0 for k in oof_kernels])
+            calibration = _fit_calibration(oof_sum, n_k, y)
+            pred = _apply_calibration(calibration, oof_sum, n_k)
+            tried[size] = (float(np.mean(np.abs(np.log(pred / y)))), oof_kernels, calibration, pred)
+        # Leaf size by this fit's own out-of-fold error (mean |log(predicted / measured)|), when asked.
+        self.leaf_size_ = min(tried, key=lambda size: tried[size][0])
+        self.leaf_size_errors_ = {size: v[0] for size, v in tried.items()}
+        _, oof_kernels, self.calibration_, pred = tried[self.leaf_size_]
         self.correction_ = None
         self.correction_range_: np.ndarray | None = None
         if self.model_correction and len(models) >= 40:
@@ -547,6 +572,17 @@ class LatencyPredictor:
         self.n_kernels_ = int(sum(len(b) for b in blocks))
         self.kernel_times_measured_ = bool(any(m.has_kernel_times for m in models))
         return self
+
+    def _oof_kernels(self, models: list[TrainingModel], blocks: list[np.ndarray], fold_of: np.ndarray,
+                     n_folds: int) -> list[np.ndarray]:
+        """Each model's kernel times (µs) predicted by a kernel model fitted without its fold."""
+        oof_kernels: list[np.ndarray] = [np.zeros(0)] * len(models)
+        for f in range(n_folds):
+            train_idx = np.flatnonzero(fold_of != f)
+            km = self._fit_kernel_model([models[i] for i in train_idx], [blocks[i] for i in train_idx])
+            for i in np.flatnonzero(fold_of == f):
+                oof_kernels[i] = km.predict_us(blocks[i])
+        return oof_kernels
 
     def _bounds(self, kind: str) -> tuple[float, float]:
         """Scaled log bounds of the interval for a model of ``kind`` (``MODEL_KINDS``)."""
@@ -625,6 +661,8 @@ class LatencyPredictor:
                          "scaled_log_bounds_by_kind": {k: list(v) for k, v in self.interval_by_kind_.items()},
                          "network_min_kernels": NETWORK_MIN_KERNELS,
                          "spread_features": list(_SPREAD_FEATURES), "spread_weights": self.spread_weights_.tolist()},
+            "leaf_size": {"chosen": self.leaf_size_,
+                          "oof_mean_abs_log_error": {str(k): v for k, v in self.leaf_size_errors_.items()}},
             "n_models": self.n_models_,
             "n_kernels": self.n_kernels_,
             "kernel_times_measured": self.kernel_times_measured_,
@@ -663,6 +701,10 @@ class LatencyPredictor:
         else:  # profiles saved before scaled intervals: one log-width for every model
             self.interval_scaled_ = tuple(d["interval_log"])
             self.spread_weights_ = np.zeros(len(_SPREAD_FEATURES))
+        # Profiles saved before the leaf size was chosen by fit were fitted with min_child_samples.
+        leaf = d.get("leaf_size") or {}
+        self.leaf_size_ = int(leaf.get("chosen", self.leaf_size_))
+        self.leaf_size_errors_ = {int(k): float(v) for k, v in leaf.get("oof_mean_abs_log_error", {}).items()}
         self.n_models_ = d["n_models"]
         self.n_kernels_ = d["n_kernels"]
         self.kernel_times_measured_ = d["kernel_times_measured"]

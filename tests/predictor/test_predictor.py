@@ -56,8 +56,15 @@ def test_profile_round_trip_and_card(profiled, tmp_path):
     net = card["accuracy"]["networks"]
     assert networks and net["n"] == sum(card["training"]["families"][f] for f in networks) < card["accuracy"]["n"]
     assert 0 <= net["within_5pct"] <= net["within_10pct"] <= 1
+    from edgecost.predictor.model import LEAF_SIZE_CANDIDATES
+
+    leaf = card["training"]["kernel_leaf_size"]
+    assert leaf["chosen"] == prof.predictor.leaf_size_ in LEAF_SIZE_CANDIDATES
+    assert sorted(map(int, leaf["oof_mean_abs_log_error"])) == sorted(LEAF_SIZE_CANDIDATES)
     copy = prof.save(tmp_path / "copy.profile.json.gz")
     again = Profile.load(copy)
+    assert (again.predictor.leaf_size_, again.predictor.leaf_size_errors_) == (prof.predictor.leaf_size_,
+                                                                             prof.predictor.leaf_size_errors_)
     for path in sorted(profiled.models_dir.glob("*.onnx")):
         a = prof.predict_file(path)
         b = again.predict_file(path)
@@ -416,13 +423,14 @@ def _activation_models(rng, n_networks: int, rare_probes: int):
     return models
 
 
-def _log_errors_with_and_without(monkeypatch, factors: str, models, probe, truth) -> tuple[np.ndarray, np.ndarray]:
+def _log_errors_with_and_without(monkeypatch, factors: str, models, probe, truth,
+                                 **params) -> tuple[np.ndarray, np.ndarray]:
     """|log(predicted / true)| on ``probe`` kernels, fitted with the baseline's ``factors``
     categories as they are and with none (the trees alone)."""
     import edgecost.predictor.model as model
 
     def log_errors() -> np.ndarray:
-        p = model.LatencyPredictor(n_estimators=60, reconcile=False, model_correction=False).fit(models)
+        p = model.LatencyPredictor(n_estimators=60, reconcile=False, model_correction=False, **params).fit(models)
         return np.abs(np.log(p.predict_kernels_us(probe) / truth))
 
     with_factor = log_errors()
@@ -435,12 +443,16 @@ def test_an_operator_seen_only_in_a_few_probes_gets_its_own_cost(monkeypatch):
     QuickGelu among hundreds of Relu/Gelu kernels are few for the trees, which see the
     operator only as one number among many features; the baseline's per-operator factor
     learns it from them (on ORT this took EfficientNet, left out, from 25-37 % to 71-77 %).
-    The trees are too coarse to learn it from three rows at all."""
+    The trees are too coarse to learn it from three rows at all: fitted here with leaves of at
+    least 20 kernels.  Left to choose (the default), the fit with the factor takes 40 and puts
+    the probes 1.5-1.7x off as at 20; the trees alone take 10, which isolates the three rows
+    enough to bring two of the probes within 1.35x (the third stays 2.8x off)."""
     sizes = [64 * 256, 64 * 1024, 64 * 3000]
     probe = [_elementwise_kernel("QuickGelu", n, "q") for n in sizes]
     truth = np.array([n * _NS_PER_ELEM["QuickGelu"] / 1000 + 0.5 for n in sizes])
     models = _activation_models(np.random.default_rng(3), 120, rare_probes=3)
-    with_factor, trees_alone = _log_errors_with_and_without(monkeypatch, "OP_SCALED_CATEGORIES", models, probe, truth)
+    with_factor, trees_alone = _log_errors_with_and_without(monkeypatch, "OP_SCALED_CATEGORIES", models, probe, truth,
+                                                             min_child_samples=20)
     # Three probes move the factor 3 / (3 + OP_SHRINK) = 60 % of the way in log terms, and the
     # trees (at least 20 kernels a leaf) cannot isolate three rows to finish the job: the factor
     # takes the error to 1.5-1.7x here; the trees alone leave 1.9-3.4x (2.8-3.4x with every
@@ -481,17 +493,63 @@ def _depthwise_models(rng, n_networks: int, n_seven: int):
     return models
 
 
+def _noisy_kernel_times(models, rng, sigma: float):
+    """``models`` with each kernel's time off by its own log-normal factor, latency their sum."""
+    from dataclasses import replace
+
+    out = []
+    for m in models:
+        t = np.array(m.kernel_times_us) * np.exp(rng.normal(0, sigma, len(m.kernel_times_us)))
+        out.append(replace(m, latency_ms=float(t.sum()) / 1000, kernel_times_us=list(t)))
+    return out
+
+
+def test_the_kernel_trees_leaf_size_is_the_one_whose_out_of_fold_error_is_least():
+    """By default a fit tries each of ``LEAF_SIZE_CANDIDATES`` on its own folds and keeps the
+    least mean |log(predicted / measured)|: small leaves where six 7×7 kernels among a thousand
+    need a leaf of their own, large ones where every kernel time is noisy.  The kept predictor is
+    the one a fit at that size makes."""
+    from edgecost.predictor.model import LEAF_SIZE_CANDIDATES, LatencyPredictor
+
+    rare = _depthwise_models(np.random.default_rng(5), 100, n_seven=6)
+    rng = np.random.default_rng(7)
+    noisy = _noisy_kernel_times(_depthwise_models(rng, 100, n_seven=0), rng, 0.3)
+    chosen = []
+    for models in (rare, noisy):
+        p = LatencyPredictor(n_estimators=60, reconcile=False, model_correction=False).fit(models)
+        errors = p.leaf_size_errors_
+        assert sorted(errors) == sorted(LEAF_SIZE_CANDIDATES) and p.leaf_size_ == min(errors, key=errors.get)
+        fixed = LatencyPredictor(n_estimators=60, reconcile=False, model_correction=False,
+                                 min_child_samples=p.leaf_size_).fit(models)
+        assert list(fixed.leaf_size_errors_) == [p.leaf_size_]
+        np.testing.assert_array_equal(fixed.oof_predictions_ms_, p.oof_predictions_ms_)
+        np.testing.assert_array_equal(fixed.predict_kernels_us(models[0].kernels), p.predict_kernels_us(models[0].kernels))
+        chosen.append(p.leaf_size_)
+    assert chosen == [min(LEAF_SIZE_CANDIDATES), max(LEAF_SIZE_CANDIDATES)]
+
+
+@pytest.mark.parametrize("size", [0, -5, "big", 2.5])
+def test_a_leaf_size_that_is_neither_a_count_nor_auto_is_refused(size):
+    from edgecost.predictor.model import LatencyPredictor
+
+    with pytest.raises(ValueError, match="min_child_samples must be a positive whole number or 'auto'"):
+        LatencyPredictor(min_child_samples=size)
+
+
 def test_a_depthwise_window_seen_in_few_kernels_gets_its_own_cost(monkeypatch):
     """7×7 depthwise kernels run at a seventh of the 3×3/5×5 GFLOP/s under LiteRT here; with a
     few of them among 1,000 depthwise kernels (MobileNetV3, which holds most 7×7s, left out)
     the trees cannot give them a leaf, and MobileNetV3 was predicted 33 % fast.  The baseline's
     per-window factor learns the jump from those few.  (With a dozen, the trees weighted by
-    time share isolate them: seven times slower, they weigh seven times as much.)"""
+    time share isolate them: seven times slower, they weigh seven times as much.)  Fitted with
+    leaves of at least 20 kernels, too many for six: with 10, which the default choice of leaf
+    size takes on these models (its out-of-fold error is lower), the trees isolate the six and
+    carry their cost to the probes' other sizes, 1.4–1.6× slow with or without the factor."""
     probe = [_depthwise_kernel(8 * c, side, 7, "p") for c, side in ((4, 56), (12, 28), (30, 14))]
     truth = np.array([k.flops / 1e6 * _US_PER_MFLOP[7] + 2.0 for k in probe])
     models = _depthwise_models(np.random.default_rng(5), 100, n_seven=6)
     with_factor, trees_alone = _log_errors_with_and_without(monkeypatch, "WINDOW_SCALED_CATEGORIES", models, probe,
-                                                             truth)
+                                                             truth, min_child_samples=20)
     # The factor takes a 1.3-1.7x error (0.59-0.76 of the truth) to 1.0-1.2x here.
     assert np.all(with_factor < np.log(1.5)), np.exp(with_factor)
     assert np.median(with_factor) < 0.5 * np.median(trees_alone), (np.exp(with_factor), np.exp(trees_alone))
@@ -764,6 +822,7 @@ def test_mlp_regressor_takes_the_kernel_weighting_and_survives_the_profile_file(
     monkeypatch.setenv("EDGECOST_HOME", str(profiled.home))
     ds = build_dataset(Store(), Target("local", "onnxruntime", 1))
     timed = fit_dataset(ds, regressor="mlp", model_correction=False)
+    assert len(timed.leaf_size_errors_) == 1  # no leaves to choose
     equal = fit_dataset(ds, regressor="mlp", model_correction=False, kernel_weighting="equal")
     probe = ds.models[0].kernels
     assert not np.allclose(timed.predict_kernels_us(probe), equal.predict_kernels_us(probe))
