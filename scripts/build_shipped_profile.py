@@ -73,6 +73,9 @@ def main() -> None:
         + (f"; whole networks only (single-operator probes left out, {acc['networks']['n']} models):"
            f" {100 * acc['networks']['within_10pct']:.1f} % within ±10 %, {100 * acc['networks']['within_5pct']:.1f} %"
            f" within ±5 %, MAPE {acc['networks']['mape']:.1f} %" if acc.get("networks") else ""),
+        *([f"- kernel trees: at least {tr['kernel_leaf_size']['chosen']} kernels a leaf, chosen among"
+           f" {', '.join(tr['kernel_leaf_size']['oof_mean_abs_log_error'])} by out-of-fold error"]
+          if tr.get("kernel_leaf_size") else []),
         *([f"- measurement consistency: the measured per-kernel times explain"
            f" {100 * profile.card['measurement_consistency']['within_10pct']:.1f} % of"
            f" {profile.card['measurement_consistency']['n_networks']} networks' latencies within ±10 %"
