@@ -201,13 +201,14 @@ class AdaptiveWeights:
             return None
         self.next_fit_at = 2 * n_measured
         from .predictor.dataset import build_dataset
-        from .predictor.model import LatencyPredictor
+        from .predictor.model import LEAF_SIZE_FALLBACK, LatencyPredictor
 
         ds = build_dataset(self.store, self.target)
         if len(ds.models) < 20:
             return None
         # One leaf size, not the default choice among three: this fit steers sampling, often, mid-campaign.
-        fast = LatencyPredictor(n_estimators=120, folds=3, model_correction=False, min_child_samples=20)
+        fast = LatencyPredictor(n_estimators=120, folds=3, model_correction=False,
+                                min_child_samples=LEAF_SIZE_FALLBACK)
         fast.fit(ds.models)
         y = np.array([m.latency_ms for m in ds.models])
         err = np.abs(np.log(y / fast.oof_predictions_ms_))

@@ -101,7 +101,8 @@ KERNEL_TIME_SOURCES = ("node-profile", "op-slices")
 #: chosen among ``LEAF_SIZE_CANDIDATES`` by the fit's own out-of-fold error on its training models.
 LEAF_SIZE_AUTO = "auto"
 LEAF_SIZE_CANDIDATES = (10, 20, 40)
-#: The leaf size where nothing is chosen (the MLP regressor, which ignores it).
+#: The leaf size where nothing is chosen: the MLP regressor, which ignores it, and fits that need
+#: one size only (the campaign's sampling fit).
 LEAF_SIZE_FALLBACK = 20
 #: How each kernel counts in the kernel regressor's fit, trees or MLP (``LatencyPredictor(kernel_weighting=...)``).
 KERNEL_WEIGHTINGS = ("time", "sqrt", "equal")
@@ -584,6 +585,11 @@ class LatencyPredictor:
                 oof_kernels[i] = km.predict_us(blocks[i])
         return oof_kernels
 
+    def leaf_size_record(self) -> dict[str, Any]:
+        """The kernel trees' leaf size and each tried size's out-of-fold error, as saved (profile and card)."""
+        return {"chosen": self.leaf_size_,
+                "oof_mean_abs_log_error": {str(k): v for k, v in self.leaf_size_errors_.items()}}
+
     def _bounds(self, kind: str) -> tuple[float, float]:
         """Scaled log bounds of the interval for a model of ``kind`` (``MODEL_KINDS``)."""
         return self.interval_by_kind_.get(kind, self.interval_scaled_)
@@ -661,8 +667,7 @@ class LatencyPredictor:
                          "scaled_log_bounds_by_kind": {k: list(v) for k, v in self.interval_by_kind_.items()},
                          "network_min_kernels": NETWORK_MIN_KERNELS,
                          "spread_features": list(_SPREAD_FEATURES), "spread_weights": self.spread_weights_.tolist()},
-            "leaf_size": {"chosen": self.leaf_size_,
-                          "oof_mean_abs_log_error": {str(k): v for k, v in self.leaf_size_errors_.items()}},
+            "leaf_size": self.leaf_size_record(),
             "n_models": self.n_models_,
             "n_kernels": self.n_kernels_,
             "kernel_times_measured": self.kernel_times_measured_,

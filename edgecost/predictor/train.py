@@ -48,9 +48,7 @@ def train_profile(store: Store, target: Target, statistic: str = DEFAULT_LATENCY
             "families": ds.families,
             "device_seconds": round(ds.device_seconds, 1),
             "skipped": ds.skipped,
-            "kernel_leaf_size": {"chosen": predictor.leaf_size_,
-                                 "oof_mean_abs_log_error": {str(k): round(v, 5)
-                                                            for k, v in predictor.leaf_size_errors_.items()}},
+            "kernel_leaf_size": predictor.leaf_size_record(),
         },
         accuracy={"protocol": f"{predictor.folds}-fold cross-validation over the training models", **cv,
                   **({"networks": networks} if networks else {})},
