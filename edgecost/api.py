@@ -344,7 +344,8 @@ def train(device: str = "local", *, runtime: str | None = None, threads: int | N
     """Fit the target's profile from the store and save it; returns the saved path.
 
     ``statistic``: what the profile learns as a model's latency: ``"auto"`` (the default:
-    whichever the campaign's revisits agree on best), ``"min"`` (its fastest timed run, the
+    whichever gives the profile that predicts networks best, cross-validated; a fit for each),
+    ``"min"`` (its fastest timed run, the
     latency of the device when nothing else runs on it), ``"p10"`` or ``"median"`` (see
     ``edgecost.predictor.labels``).
     """

@@ -206,7 +206,8 @@ class AdaptiveWeights:
         ds = build_dataset(self.store, self.target)
         if len(ds.models) < 20:
             return None
-        # One leaf size, not the default choice among three: this fit steers sampling, often, mid-campaign.
+        # Labels by the revisit rule (build_dataset's ``auto``), one leaf size: not the default fit's
+        # choices among three statistics and three sizes, since this fit steers sampling, often, mid-campaign.
         fast = LatencyPredictor(n_estimators=120, folds=3, model_correction=False,
                                 min_child_samples=LEAF_SIZE_FALLBACK)
         fast.fit(ds.models)

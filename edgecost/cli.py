@@ -71,8 +71,8 @@ statistic_option = click.option(
     "--statistic", type=click.Choice(STATISTIC_CHOICES), default=DEFAULT_LATENCY_STATISTIC, show_default=True,
     help="What a model's latency is: min = its fastest timed run over all visits (the device with nothing else "
          "running), p10 = the lowest of its visits' 10th-percentile runs (steadier where single runs jitter), "
-         "median = the median of its visits' medians; auto = whichever of the three the campaign's revisits "
-         "agree on best (min with fewer than 20 revisited models).")
+         "median = the median of its visits' medians; auto = whichever of the three gives the profile that "
+         "predicts whole networks best, cross-validated (a fit for each, so three times as long).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -313,7 +313,9 @@ def train(device, runtime, threads, precision, batch, statistic, as_json):
     consistency = card.get("measurement_consistency")
     if as_json:
         _print_json({"profile": str(path), "accuracy": card.get("accuracy"), "measurement_consistency": consistency,
-                     "kernel_leaf_size": (card.get("training") or {}).get("kernel_leaf_size")})
+                     "kernel_leaf_size": (card.get("training") or {}).get("kernel_leaf_size"),
+                     "latency_statistic": (card.get("latency_statistic") or {}).get("name"),
+                     "latency_statistic_choice": (card.get("latency_statistic") or {}).get("chosen")})
         return
     con = _console()
     con.print(f"profile saved: {path}")

@@ -17,7 +17,7 @@ import numpy as np
 from .errors import NoProfileError
 from .metrics import accuracy, mean_std
 from .predictor.dataset import TargetDataset, build_dataset
-from .predictor.labels import DEFAULT_LATENCY_STATISTIC, DESCRIPTIONS, describe_choice
+from .predictor.labels import AUTO, DEFAULT_LATENCY_STATISTIC, DESCRIPTIONS, describe_choice
 from .predictor.model import LatencyPredictor, TrainingModel
 from .records import Target
 from .store import Store
@@ -161,6 +161,12 @@ def evaluate_target(target: Target, *, protocol: str = "all", seeds: int = 5, pl
     if len(ds.models) < 10:
         raise NoProfileError(f"only {len(ds.models)} measured models for {target.key}; evaluation needs 10 or more",
                              f"run `edgecost profile --device {target.device}` first")
+    if statistic == AUTO:
+        # Resolved as `edgecost train` resolves it: by each statistic's fitted profile (on every
+        # model, so the splits below are scored on labels chosen with their test models in view).
+        from .predictor.train import fit_by_statistic
+
+        ds, _ = fit_by_statistic(st, target, statistic, built=ds, **(params or {}))
     report: dict[str, Any] = {"target": target.key, "n_models": len(ds.models), "families": ds.families,
                               "execution": ds.execution.to_dict(), "latency_statistic": ds.statistic,
                               "latency_statistic_choice": ds.statistic_choice}

@@ -155,6 +155,19 @@ def dataset(name: str, home: Path, statistic: str | None = None):
     return build_dataset(Store(), target, statistic=statistic or STATISTIC), target
 
 
+def resolved_dataset(name: str, home: Path):
+    """The target's dataset labelled as `edgecost train` labels it: by ``REQUESTED_STATISTIC``,
+    ``auto`` resolved by each statistic's fitted profile (``edgecost.predictor.train.fit_by_statistic``,
+    on the whole campaign)."""
+    from edgecost.predictor.train import fit_by_statistic
+    from edgecost.store import Store
+
+    ds, target = dataset(name, home, REQUESTED_STATISTIC)
+    if REQUESTED_STATISTIC == AUTO:
+        ds, _ = fit_by_statistic(Store(), target, AUTO, built=ds)
+    return ds, target
+
+
 def held_out(models, share: float = 0.2, seed: int = 99) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.random(len(models)) < share
@@ -484,17 +497,23 @@ def realistic(name: str, home: Path, work: Path, statistic: str, rounds: int = 3
 
 
 def repredict_realistic(name: str, work: Path, earlier: dict[str, Any]) -> dict[str, Any]:
-    """The realistic models' stored measurements predicted again by the target's profile as it is now."""
+    """The realistic models' stored measurements predicted again by the target's profile as it is now,
+    each measured latency combined anew from its rounds by ``STATISTIC`` (the target's, which a
+    re-score may have chosen anew)."""
     import edgecost
     from edgecost.metrics import accuracy
+    from edgecost.predictor.labels import combine_visits
 
     fmt = "tflite" if TARGETS[name]["runtime"] == "tflite" else "onnx"
     rows = []
     for row in earlier["models"]:
         path = work / f"realistic-{fmt}" / f"{row['model']}.{fmt}"
         p = edgecost.predict(path, "local", **TARGETS[name])
-        rows.append({**row, "predicted_ms": p.latency_ms, "low_ms": p.low_ms, "high_ms": p.high_ms,
-                     "error_pct": 100.0 * (p.latency_ms - row["measured_ms"]) / row["measured_ms"]})
+        rounds = row.get(ROUND_COLUMN[STATISTIC])
+        measured = combine_visits(rounds, STATISTIC) if rounds else row["measured_ms"]
+        rows.append({**row, "measured_ms": measured, "statistic": STATISTIC if rounds else row.get("statistic"),
+                     "predicted_ms": p.latency_ms, "low_ms": p.low_ms, "high_ms": p.high_ms,
+                     "error_pct": 100.0 * (p.latency_ms - measured) / measured})
     y = np.array([r["measured_ms"] for r in rows])
     pr = np.array([r["predicted_ms"] for r in rows])
     return {**earlier, "models": rows,
@@ -722,11 +741,19 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
                      if "visits_histogram" in rv else ""), ""]
         ch = r.get("statistic_choice") or {}
         if ch.get("requested") == AUTO:
-            gaps = ch.get("mean_capped_gap_pct") or {}
+            errors = ch.get("oof_mean_abs_log_error") or {}
+            rev = ch.get("revisits") or ch  # rows scored before the fit rule kept the revisit figures at the top
+            gaps = rev.get("mean_capped_gap_pct") or {}
             L += [f"Latency statistic, chosen by `--statistic auto`: **{STAT_NAMES[r['statistic']]}**"
-                  + (f". Over the {ch['revisited_models']} models visited twice or more (single-kernel probes"
+                  + (f", whose profile, fitted on the whole campaign, predicts its {ch.get('scored_over', 'models')}"
+                     " best out of fold (mean |log(predicted / measured)|: "
+                     + ", ".join(f"{v:.4f} by {STAT_PLURAL[k]}" for k, v in errors.items()) + ")"
+                     if errors else "")
+                  + (f". Over the {rev['revisited_models']} models visited twice or more (single-kernel probes"
                      " included), the mean gap between a model's first two visits, each capped at 25 %, is "
-                     + ", ".join(f"{pct(v / 100)} by {STAT_PLURAL[k]}" for k, v in gaps.items()) + "."
+                     + ", ".join(f"{pct(v / 100)} by {STAT_PLURAL[k]}" for k, v in gaps.items())
+                     + (f" (the revisits alone would have taken {STAT_PLURAL[rev['would_choose']]})"
+                        if errors and rev.get("would_choose") else "") + "."
                      if gaps else f" ({ch.get('reason', '')}).")
                   + " Its random split with the other statistics' labels is in the table below.", ""]
         if rv:
@@ -935,7 +962,7 @@ def main() -> None:
         minutes = args.minutes or CAMPAIGN_MINUTES[name]
         camp = (campaign(name, home, minutes, seed=SEEDS[name], revisit_share=args.revisit_share,
                          quiet_gate=args.quiet_gate) if not reuse else None)
-        ds, target = dataset(name, home, REQUESTED_STATISTIC)
+        ds, target = resolved_dataset(name, home)
         STATISTIC = ds.statistic  # every figure of this target by it, measured and predicted
         r["target"] = target.key
         r["statistic"] = STATISTIC
@@ -1038,8 +1065,13 @@ def rescore(args) -> None:
     kernels = kernel_family_names()
     done = []
     for name, r, home in _stored_campaigns(args, results, "figures"):
-        STATISTIC = r.get("statistic", "min")
-        ds, target = dataset(name, home, STATISTIC)
+        if REQUESTED_STATISTIC == AUTO and (r.get("statistic_choice") or {}).get("requested") == AUTO:
+            ds, target = resolved_dataset(name, home)  # chosen anew, as this predictor chooses it
+            r["statistic"], r["statistic_choice"] = ds.statistic, ds.statistic_choice
+            STATISTIC = ds.statistic
+        else:
+            STATISTIC = r.get("statistic", "min")
+            ds, target = dataset(name, home, STATISTIC)
         r["random"] = split_metrics(ds.models, kernels)
         r["interval"] = interval_summary(r["random"])
         log(name, "random split:", {k: round(v["mean"], 3) for k, v in r["random"]["architectures"].items()})

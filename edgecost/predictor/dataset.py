@@ -1,8 +1,8 @@
 """Training data for one target, assembled from the store.
 
 For each measured model: its end-to-end latency over all its visits, by the chosen
-statistic (``labels``: by default whichever of the fastest run, the 10th-percentile run and
-the median the campaign's revisits agree on best), the kernels the target's
+statistic (``labels``; ``auto`` is resolved here by the campaign's revisits, and by a fit for
+each statistic where a profile is fitted: ``edgecost.predictor.train.fit_by_statistic``), the kernels the target's
 runtime executes (obtained on the host, see ``edgecost.fusion``) and the measured
 per-kernel times by the same statistic, aligned with those kernels by node name: ONNX
 Runtime's per-node profile, or for LiteRT the times of the model's single-operator slices

@@ -1,24 +1,30 @@
 """What a profile learns as a model's latency: which statistic of its timed runs.
 
 A measurement is many timed runs (a visit), and a campaign may visit a model more than
-once.  Three statistics are offered, and ``auto`` (the default) picks one of them per
-campaign:
+once.  Three statistics are offered, and ``auto`` (the default) picks one of them:
 
 ``auto`` (the default)
-    The statistic whose revisits agree best (``choose_statistic``): for every model visited
-    twice or more, the difference between its first two visits by each statistic, capped at
-    25 % so a few wild visits do not decide, averaged over the models.  Which statistic repeats
-    best depends on the host: on a contended VM the fastest run does (load only ever adds
-    time), on a quiet one the median does (one lucky run is itself noise).  The campaign's own
-    revisits measure this at no extra cost.  With fewer than ``AUTO_MIN_REVISITED`` revisited
-    models it takes ``min``.  Evidence (ORT, this project's VMs, the same campaigns and splits,
-    random split within ±10 %): a quiet Intel host of 2026-12-06, 1 thread, median 93.2 % against
-    fastest run 90.0 % (second visits within ±5 %: 78.9 % by medians, 66.3 % by fastest runs);
-    2 threads, p10 87.2 % against fastest run 85.8 % and median 86.7 %; a noisier Intel host that
+    When a profile is fitted (``edgecost train``, ``edgecost evaluate``;
+    ``edgecost.predictor.train.fit_by_statistic``): the statistic whose fitted profile predicts
+    whole networks best out of fold, against its own labels (mean |log(predicted / measured)|
+    of the fit's cross-validated predictions).  That costs a fit for each statistic.  Where a
+    dataset is built without a fit to choose by (the campaign's sampling fits), and as a figure
+    the card keeps: the statistic whose revisits agree best (``choose_statistic``): for every
+    model visited twice or more, the difference between its first two visits by each statistic,
+    capped at 25 % so a few wild visits do not decide, averaged over the models.  Which statistic
+    repeats best depends on the host: on a contended VM the fastest run does (load only ever adds
+    time), on a quiet one the median does (one lucky run is itself noise).  With fewer than
+    ``AUTO_MIN_REVISITED`` revisited models that rule takes ``min``.  Evidence for the revisit
+    rule (ORT, this project's VMs, the same campaigns and splits, random split within ±10 %): a
+    quiet Intel host of 2026-12-06, 1 thread, median 93.2 % against fastest run 90.0 % (second
+    visits within ±5 %: 78.9 % by medians, 66.3 % by fastest runs); a noisier Intel host that
     morning, 1 thread, fastest run 83.5 % and p10 85.6 % against median 78.0 % (second visits
     within ±5 %: 48.5 / 46.3 / 36.0 %), 2 threads, median 85.4 % against fastest run 80.3 % (second
     visits within ±10 %: 85.8 against 81.5 %); a contended AMD host of 2026-11-28, fastest run
-    86.2 % against median 68.8 % (second visits within ±10 %: 75.5 against 55.8 %).
+    86.2 % against median 68.8 % (second visits within ±10 %: 75.5 against 55.8 %).  Where it
+    failed, and why ``auto`` now fits: at 2 threads on the Intel VMs of 2026-12-06 and 2026-12-07
+    the revisits took p10 by a hair and median labels gave the better profile both times (random
+    split 91.0 against 89.4 %, 88.2 against 83.4 %).
 ``min``
     The fastest timed run over all visits, and for each kernel its fastest profiled run.
     Other tenants' load and the OS only ever add time, so the fastest run is the latency
@@ -62,7 +68,7 @@ DESCRIPTIONS = {
     "min": "fastest timed run (over all visits); kernels: fastest profiled run",
     "p10": "fastest over visits of each visit's 10th-percentile run; kernels: fastest profiled run",
     "median": "median of each visit's median run; kernels: median profiled run",
-    AUTO: "whichever of min, p10, median the campaign's revisits agree on best",
+    AUTO: "whichever of min, p10, median its fitted profile predicts networks best by (cross-validated)",
 }
 
 
@@ -110,12 +116,20 @@ def choose_statistic(visits_by_model: Mapping[str, Sequence], requested: str = A
 
 
 def describe_choice(chosen: Mapping[str, Any]) -> str:
-    """' (auto: ...)' with the revisit figures that chose a statistic, or '' if it was asked for."""
+    """' (auto: ...)' with the figures that chose a statistic, or '' if it was asked for."""
     if chosen.get("requested") != AUTO:
         return ""
-    gaps = chosen.get("mean_capped_gap_pct") or {}
-    figures = ", ".join(f"{k} {v:.1f} %" for k, v in gaps.items())
-    return f" (auto: {chosen.get('reason', '')}" + (f"; mean revisit gap {figures}" if figures else "") + ")"
+    errors = chosen.get("oof_mean_abs_log_error") or {}
+    revisits = chosen.get("revisits") or chosen
+    gaps = revisits.get("mean_capped_gap_pct") or {}
+    parts = [chosen.get("reason", "")]
+    if errors:
+        parts.append("out-of-fold mean |log error| " + ", ".join(f"{k} {v:.4f}" for k, v in errors.items()))
+    if gaps:
+        parts.append("mean revisit gap " + ", ".join(f"{k} {v:.1f} %" for k, v in gaps.items())
+                     + (f" (revisits alone would take {revisits['would_choose']})" if revisits.get("would_choose")
+                        else ""))
+    return " (auto: " + "; ".join(p for p in parts if p) + ")"
 
 
 def model_latency_ms(visits: Sequence, statistic: str) -> float:

@@ -1,5 +1,6 @@
-"""What a profile learns as latency: the statistic the revisits agree on best (default), the
-fastest run, a low percentile or the median, and old data."""
+"""What a profile learns as latency: the fastest run, a low percentile or the median, the
+statistic the revisits agree on best (``auto`` where no fit chooses: tests/predictor/test_train.py),
+and old data."""
 
 from __future__ import annotations
 
