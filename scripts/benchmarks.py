@@ -744,7 +744,8 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
             errors = ch.get("oof_mean_abs_log_error") or {}
             rev = ch.get("revisits") or ch  # rows scored before the fit rule kept the revisit figures at the top
             gaps = rev.get("mean_capped_gap_pct") or {}
-            L += [f"Latency statistic, chosen by `--statistic auto`: **{STAT_NAMES[r['statistic']]}**"
+            rule = "" if errors else " by its revisits (the rule until auto chose by fit, late on 2026-12-07)"
+            L += [f"Latency statistic, chosen by `--statistic auto`{rule}: **{STAT_NAMES[r['statistic']]}**"
                   + (f", whose profile, fitted on the whole campaign, predicts its {ch.get('scored_over', 'models')}"
                      " best out of fold (mean |log(predicted / measured)|: "
                      + ", ".join(f"{v:.4f} by {STAT_PLURAL[k]}" for k, v in errors.items()) + ")"
