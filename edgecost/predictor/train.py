@@ -78,17 +78,20 @@ def fit_by_statistic(store: Store, target: Target, statistic: str = DEFAULT_LATE
 def _oof_error(ds: TargetDataset, predictor: LatencyPredictor) -> tuple[float, str]:
     """Mean |log(out-of-fold prediction / label)| over the dataset's networks (all its models if
     it holds fewer than ``AUTO_MIN_NETWORKS``), and what it was taken over."""
-    from ..evaluate import kernel_family_names
-
-    labels = {m.key: m.latency_ms for m in ds.models}
-    families = {m.key: m.family for m in ds.models}
-    y = np.array([labels[k] for k in predictor.oof_keys_])
+    y = np.array([m.latency_ms for m in ds.models])
     log_error = np.abs(np.log(predictor.oof_predictions_ms_ / y))
-    kernel_families = kernel_family_names()
-    networks = np.array([families[k] not in kernel_families for k in predictor.oof_keys_])
+    networks = _network_mask(ds)
     if networks.sum() >= AUTO_MIN_NETWORKS:
         return float(log_error[networks].mean()), f"{int(networks.sum())} networks"
     return float(log_error.mean()), f"{len(y)} models"
+
+
+def _network_mask(ds: TargetDataset) -> np.ndarray:
+    """Which of the dataset's models are whole networks, not single-operator probes."""
+    from ..evaluate import kernel_family_names
+
+    kernel_families = kernel_family_names()
+    return np.array([m.family not in kernel_families for m in ds.models])
 
 
 def train_profile(store: Store, target: Target, statistic: str = DEFAULT_LATENCY_STATISTIC, **params) -> Profile:
@@ -127,10 +130,7 @@ def _network_accuracy(ds: TargetDataset, predictor: LatencyPredictor, y: np.ndar
     single-operator probes (a kernel family's models, which a user rarely predicts and which
     are the hardest to get within ±10 %: a few µs of runtime overhead is a large share of
     them).  None when the models are all networks or too few are."""
-    from ..evaluate import kernel_family_names
-
-    kernel_families = kernel_family_names()
-    keep = np.array([m.family not in kernel_families for m in ds.models])
+    keep = _network_mask(ds)
     if keep.all() or keep.sum() < MIN_MODELS:
         return None
     acc = accuracy(y[keep], predictor.oof_predictions_ms_[keep], predictor.oof_low_ms_[keep],
