@@ -340,18 +340,22 @@ def _merge(a, b):
 
 
 def train(device: str = "local", *, runtime: str | None = None, threads: int | None = None,
-          precision: str | None = None, batch: int | None = None, store: Any = None, statistic: str | None = None):
+          precision: str | None = None, batch: int | None = None, store: Any = None, statistic: str | None = None,
+          drift: str | None = None):
     """Fit the target's profile from the store and save it; returns the saved path.
 
     ``statistic``: what the profile learns as a model's latency: ``"auto"`` (the default:
     whichever gives the profile that predicts networks best, cross-validated; a fit for each),
     ``"min"`` (its fastest timed run, the
     latency of the device when nothing else runs on it), ``"p10"`` or ``"median"`` (see
-    ``edgecost.predictor.labels``).
+    ``edgecost.predictor.labels``).  ``drift``: ``"revisits"`` (the default: where the revisits
+    show the device's speed moved during the campaign, every measurement is taken at its average
+    speed, ``edgecost.predictor.drift``) or ``"none"``.
     """
     from .predictor import train as trainer
-    from .predictor.labels import DEFAULT_LATENCY_STATISTIC
+    from .predictor.labels import DEFAULT_DRIFT, DEFAULT_LATENCY_STATISTIC, check_drift
     from .store import Store
 
     _, target = resolve_target(device, runtime, threads, precision, batch)
-    return trainer.train_and_save(store or Store(), target, statistic=statistic or DEFAULT_LATENCY_STATISTIC)
+    return trainer.train_and_save(store or Store(), target, statistic=statistic or DEFAULT_LATENCY_STATISTIC,
+                                  drift=check_drift(drift or DEFAULT_DRIFT))

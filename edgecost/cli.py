@@ -14,7 +14,13 @@ import click
 
 from . import __version__
 from .errors import EdgecostError, UsageError
-from .predictor.labels import DEFAULT_LATENCY_STATISTIC, STATISTIC_CHOICES, describe_choice
+from .predictor.labels import (
+    DEFAULT_DRIFT,
+    DEFAULT_LATENCY_STATISTIC,
+    DRIFT_CHOICES,
+    STATISTIC_CHOICES,
+    describe_choice,
+)
 
 EXAMPLE_DEVICE = "ci-epyc-2vcpu"
 
@@ -73,6 +79,13 @@ statistic_option = click.option(
          "running), p10 = the lowest of its visits' 10th-percentile runs (steadier where single runs jitter), "
          "median = the median of its visits' medians; auto = whichever of the three gives the profile that "
          "predicts whole networks best, cross-validated (a fit for each, so three times as long).")
+
+drift_option = click.option(
+    "--drift", type=click.Choice(DRIFT_CHOICES), default=DEFAULT_DRIFT, show_default=True,
+    help="The device's speed drifting while it was measured: revisits = estimate it from the models measured "
+         "more than once (a model revisited later ran slower or faster by the host's change of speed) and "
+         "take every measurement at the average speed, where that predicts held-out revisits better; "
+         "none = take every measurement as it came.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -301,21 +314,24 @@ def profile(device, devices, runtime, threads, precision, batch, budget_minutes,
 @click.option("--device", default="local", show_default=True)
 @target_options
 @statistic_option
+@drift_option
 @click.option("--json", "as_json", is_flag=True)
-def train(device, runtime, threads, precision, batch, statistic, as_json):
+def train(device, runtime, threads, precision, batch, statistic, drift, as_json):
     """Fit the target's profile from the measurements in the store."""
     from . import api
     from .evaluate import describe_consistency
     from .predictor.profile import Profile
 
-    path = api.train(device, runtime=runtime, threads=threads, precision=precision, batch=batch, statistic=statistic)
+    path = api.train(device, runtime=runtime, threads=threads, precision=precision, batch=batch, statistic=statistic,
+                     drift=drift)
     card = Profile.load(path).card
     consistency = card.get("measurement_consistency")
     if as_json:
         _print_json({"profile": str(path), "accuracy": card.get("accuracy"), "measurement_consistency": consistency,
                      "kernel_leaf_size": (card.get("training") or {}).get("kernel_leaf_size"),
                      "latency_statistic": (card.get("latency_statistic") or {}).get("name"),
-                     "latency_statistic_choice": (card.get("latency_statistic") or {}).get("chosen")})
+                     "latency_statistic_choice": (card.get("latency_statistic") or {}).get("chosen"),
+                     "host_drift": card.get("host_drift")})
         return
     con = _console()
     con.print(f"profile saved: {path}")
@@ -323,6 +339,10 @@ def train(device, runtime, threads, precision, batch, statistic, as_json):
     stat = card.get("latency_statistic") or {}
     if stat.get("name"):
         con.print(f"  latency = {stat.get('what', stat['name'])}" + describe_choice(stat.get("chosen") or {}))
+    drift_record = card.get("host_drift") or {}
+    if drift_record.get("reason"):
+        verb = "corrected for" if drift_record.get("applied") else "not corrected"
+        con.print(f"  host speed drift {verb}: {drift_record['reason']}")
     if "within_10pct" in acc:
         con.print(f"  cross-validated: {acc['within_10pct'] * 100:.1f} % of {acc['n']} models within ±10 %")
     if "networks" in acc:
@@ -350,14 +370,15 @@ def train(device, runtime, threads, precision, batch, statistic, as_json):
 @click.option("--plot", type=click.Path(path_type=Path), default=None,
               help="Write the predicted-vs-measured scatter (log-log, ±10% band) to this PNG.")
 @statistic_option
+@drift_option
 @click.option("--json", "as_json", is_flag=True)
-def evaluate(device, runtime, threads, precision, batch, protocol, seeds, plot, statistic, as_json):
+def evaluate(device, runtime, threads, precision, batch, protocol, seeds, plot, statistic, drift, as_json):
     """How accurate the target's predictor is, on models held out of its training."""
     from . import api
     from .evaluate import evaluate_target, format_report
 
     _, target = api.resolve_target(device, runtime, threads, precision, batch)
-    report = evaluate_target(target, protocol=protocol, seeds=seeds, plot_path=plot, statistic=statistic)
+    report = evaluate_target(target, protocol=protocol, seeds=seeds, plot_path=plot, statistic=statistic, drift=drift)
     if as_json:
         _print_json(report)
     else:

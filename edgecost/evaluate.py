@@ -17,7 +17,7 @@ import numpy as np
 from .errors import NoProfileError
 from .metrics import accuracy, mean_std
 from .predictor.dataset import TargetDataset, build_dataset
-from .predictor.labels import AUTO, DEFAULT_LATENCY_STATISTIC, DESCRIPTIONS, describe_choice
+from .predictor.labels import AUTO, DEFAULT_DRIFT, DEFAULT_LATENCY_STATISTIC, DESCRIPTIONS, describe_choice
 from .predictor.model import LatencyPredictor, TrainingModel
 from .records import Target
 from .store import Store
@@ -155,9 +155,9 @@ def kernel_family_names() -> set[str]:
 
 def evaluate_target(target: Target, *, protocol: str = "all", seeds: int = 5, plot_path: str | Path | None = None,
                     store: Store | None = None, params: dict[str, Any] | None = None,
-                    statistic: str = DEFAULT_LATENCY_STATISTIC) -> dict[str, Any]:
+                    statistic: str = DEFAULT_LATENCY_STATISTIC, drift: str = DEFAULT_DRIFT) -> dict[str, Any]:
     st = store or Store()
-    ds = build_dataset(st, target, statistic=statistic)
+    ds = build_dataset(st, target, statistic=statistic, drift=drift)
     if len(ds.models) < 10:
         raise NoProfileError(f"only {len(ds.models)} measured models for {target.key}; evaluation needs 10 or more",
                              f"run `edgecost profile --device {target.device}` first")
@@ -166,10 +166,10 @@ def evaluate_target(target: Target, *, protocol: str = "all", seeds: int = 5, pl
         # model, so the splits below are scored on labels chosen with their test models in view).
         from .predictor.train import fit_by_statistic
 
-        ds, _ = fit_by_statistic(st, target, statistic, built=ds, **(params or {}))
+        ds, _ = fit_by_statistic(st, target, statistic, built=ds, drift=drift, **(params or {}))
     report: dict[str, Any] = {"target": target.key, "n_models": len(ds.models), "families": ds.families,
                               "execution": ds.execution.to_dict(), "latency_statistic": ds.statistic,
-                              "latency_statistic_choice": ds.statistic_choice}
+                              "latency_statistic_choice": ds.statistic_choice, "host_drift": ds.host_drift}
     if protocol in ("random", "all"):
         report["random"] = random_split(ds, seeds=seeds, params=params)
     if protocol in ("family", "all"):
@@ -226,6 +226,10 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("latency_statistic"):
         lines.append(f"latency: {DESCRIPTIONS[report['latency_statistic']]}"
                      + describe_choice(report.get("latency_statistic_choice") or {}))
+    drift = report.get("host_drift") or {}
+    if drift.get("reason"):
+        verb = "corrected for" if drift.get("applied") else "not corrected"
+        lines.append(f"host speed drift {verb}: {drift['reason']}")
 
     def fmt(summary: dict[str, Any]) -> str:
         def ms(k, scale=100.0, unit="%"):

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from edgecost.evaluate import kernel_family_names
-from edgecost.predictor.labels import AUTO, LATENCY_STATISTICS, STATISTIC_CHOICES, model_latency_ms
+from edgecost.predictor.labels import AUTO, DRIFT_CHOICES, LATENCY_STATISTICS, STATISTIC_CHOICES, model_latency_ms
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -77,6 +77,7 @@ SPLIT_SEEDS = 20
 #: The same splits with the other statistics' labels: a comparison, on the first of them.
 LABEL_COMPARISON_SEEDS = 5
 REQUESTED_STATISTIC = AUTO  # --statistic: what a model's latency is (edgecost.predictor.labels)
+DRIFT = "revisits"  # --drift: how labels account for the host's speed drifting (edgecost.predictor.drift)
 STATISTIC = "min"  # the concrete statistic of the target being scored (``auto`` resolved on its campaign)
 #: Each statistic's field in a visit's LatencyStats, and its per-round column in a realistic model's row.
 STAT_FIELD = {"min": "min_ms", "p10": "p10_ms", "median": "median_ms"}
@@ -145,14 +146,14 @@ def campaign_date(home: Path) -> str | None:
     return row[0][:10] if row else None
 
 
-def dataset(name: str, home: Path, statistic: str | None = None):
+def dataset(name: str, home: Path, statistic: str | None = None, drift: str | None = None):
     from edgecost.predictor.dataset import build_dataset
     from edgecost.records import Target
     from edgecost.store import Store
 
     _env_home(home)
     target = Target("local", **TARGETS[name])
-    return build_dataset(Store(), target, statistic=statistic or STATISTIC), target
+    return build_dataset(Store(), target, statistic=statistic or STATISTIC, drift=drift or DRIFT), target
 
 
 def resolved_dataset(name: str, home: Path):
@@ -164,7 +165,7 @@ def resolved_dataset(name: str, home: Path):
 
     ds, target = dataset(name, home, REQUESTED_STATISTIC)
     if REQUESTED_STATISTIC == AUTO:
-        ds, _ = fit_by_statistic(Store(), target, AUTO, built=ds)
+        ds, _ = fit_by_statistic(Store(), target, AUTO, built=ds, drift=DRIFT)
     return ds, target
 
 
@@ -396,6 +397,44 @@ def label_comparison(name: str, home: Path, kernels: set[str]) -> dict[str, Any]
     return out
 
 
+def drift_comparison(name: str, home: Path, kernels: set[str]) -> dict[str, Any] | None:
+    """The random split's first splits with the same statistic's labels not corrected for the
+    host's drift (``--drift none``): what the correction changes, on the same splits."""
+    if DRIFT == "none":
+        return None
+    a = split_metrics(dataset(name, home, STATISTIC, drift="none")[0].models, kernels,
+                      seeds=LABEL_COMPARISON_SEEDS)["architectures"]
+    log(name, "random split with labels not corrected for drift:", round(a["within_10pct"]["mean"], 3))
+    return {**{k: a[k] for k in ("within_10pct", "within_5pct", "mape", "spearman")},
+            "seeds": LABEL_COMPARISON_SEEDS, "statistic": STATISTIC}
+
+
+def _drift_so_far(visits: dict[str, list[tuple[float, dict]]], cut: float) -> dict[tuple[str, int], float]:
+    """(model, visit number) -> the host's speed factor, as the revisits of the first ``cut``
+    minutes estimate it (``edgecost.predictor.drift``), where they show a drift."""
+    from edgecost.predictor.drift import Visit, estimate_drift
+
+    keys, vs = [], []
+    for h, seq in visits.items():
+        for i, (t, v) in enumerate(seq):
+            if t <= cut and v[STATISTIC] > 0:
+                keys.append((h, i))
+                vs.append(Visit(id=len(vs), model=h, at_s=60.0 * t, latency_ms=v[STATISTIC]))
+    d = estimate_drift(vs)
+    return {k: d.factor(i) for i, k in enumerate(keys)} if d.applied else {}
+
+
+def _relabelled(m, seq: list[tuple[float, dict]], cut: float, speed: dict[tuple[str, int], float]):
+    """A training model labelled by its visits up to minute ``cut``, each at the speed of then."""
+    from dataclasses import replace
+
+    from edgecost.predictor.labels import combine_visits
+
+    known = [(i, v[STATISTIC]) for i, (t, v) in enumerate(seq) if t <= cut]
+    ms = combine_visits([x / speed.get((m.key, i), 1.0) for i, x in known], STATISTIC)
+    return replace(m, latency_ms=ms) if ms else m
+
+
 def curve_cutoffs(minutes: float) -> tuple[float, ...]:
     """The minutes the accuracy curve is cut at: ``CUTOFFS_MIN`` up to the campaign's length, then every 10."""
     longer = tuple(float(m) for m in range(20, int(minutes) + 1, 10))
@@ -408,11 +447,9 @@ def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str],
           minutes: float = CUTOFFS_MIN[-1]) -> list[dict[str, Any]]:
     """Profiles fitted on the first m minutes, scored on a fixed held-out fifth. A training model's
     label combines its visits up to minute m (the revisits after m are not yet known); a test
-    model's, all its visits."""
-    from dataclasses import replace
-
+    model's, all its visits; where the campaign's labels are corrected for the host's drift, a
+    training model's visits are corrected as the revisits of the first m minutes estimate it."""
     from edgecost.metrics import accuracy
-    from edgecost.predictor.labels import combine_visits
 
     models = [m for m in ds.models if m.key in tl]
     test_mask = held_out(models)
@@ -422,9 +459,9 @@ def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str],
     for cut in curve_cutoffs(minutes):
         train = [m for m in pool if tl[m.key][0] <= cut]
         if visits:
-            train = [replace(m, latency_ms=combine_visits([v[STATISTIC] for t, v in visits[m.key] if t <= cut],
-                                                          STATISTIC))
-                     if len(visits.get(m.key, ())) > 1 else m for m in train]
+            speed = _drift_so_far(visits, cut) if (ds.host_drift or {}).get("applied") else {}
+            train = [_relabelled(m, visits[m.key], cut, speed)
+                     if len(visits.get(m.key, ())) > 1 or speed else m for m in train]
         if len(train) < 20:
             continue
         device_min = max(tl[m.key][1] for m in train)
@@ -443,12 +480,19 @@ def curve(ds, tl: dict[str, tuple[float, float]], kernels: set[str],
 
 
 def realistic(name: str, home: Path, work: Path, statistic: str, rounds: int = 3,
-              quiet_gate: bool = False) -> dict[str, Any]:
+              quiet_gate: bool = False, ds=None) -> dict[str, Any]:
     """Measure and predict the realistic models; each measured in ``rounds`` interleaved rounds.
 
     The measured latency combines the rounds by ``statistic``, the profile's (the fastest run of
     all rounds, the lowest round p10, or the median of the rounds' medians), so a burst of load
     from other tenants during one model's turn does not decide its error.
+
+    With the campaign's dataset (``ds``), ``ANCHORS`` of its networks are timed again before the
+    realistic models' turns, interleaved with them: how fast the host runs now against the
+    campaign's labels (at the campaign's average speed where those are drift-corrected) is the
+    median ratio over them (``host_speed``), and each realistic model is also scored at that speed
+    (``metrics_at_campaign_speed``): the same correction ``edgecost.predictor.drift`` makes
+    inside a campaign, carried to a check measured later.
     """
     import edgecost
     import realistic_models as R
@@ -469,8 +513,23 @@ def realistic(name: str, home: Path, work: Path, statistic: str, rounds: int = 3
     # --quiet-gate: the campaign's quiet gate before each measurement as well (its own agent).
     with LocalSession(local_device()) if quiet_gate else contextlib.nullcontext() as session:
         gate = QuietGate(session, Target("local", **TARGETS[name]), work / "sentinel") if quiet_gate else None
+        from dataclasses import replace
+
+        from edgecost.bench import CAMPAIGN_BENCH
+
+        anchor_bench = replace(CAMPAIGN_BENCH, profile_runs=0)
+        anchors = anchor_networks(home, ds) if ds is not None else {}
+        anchor_stat = {stat: {key: [] for key in anchors} for stat in LATENCY_STATISTICS}
+        order = list(anchors)
+        turn = 0
         for _ in range(rounds):
             for model, path in files.items():
+                if order:  # one campaign network before each realistic model, in turn
+                    key = order[turn % len(order)]
+                    turn += 1
+                    a = edgecost.measure(anchors[key], "local", **TARGETS[name], settings=anchor_bench, save=False)
+                    for stat in LATENCY_STATISTICS:
+                        anchor_stat[stat][key].append(getattr(a.stats, STAT_FIELD[stat]))
                 if gate is not None:
                     gate.wait()
                 m = edgecost.measure(path, "local", **TARGETS[name], settings=settings, save=False)
@@ -492,11 +551,55 @@ def realistic(name: str, home: Path, work: Path, statistic: str, rounds: int = 3
             f" predicted {p.latency_ms:.2f} ms")
     y = np.array([r["measured_ms"] for r in rows])
     pr = np.array([r["predicted_ms"] for r in rows])
-    return {"models": rows, "metrics": accuracy(y, pr, [r["low_ms"] for r in rows], [r["high_ms"] for r in rows]),
-            "gate": gate.report.to_dict() if gate is not None else None}
+    out = {"models": rows, "metrics": accuracy(y, pr, [r["low_ms"] for r in rows], [r["high_ms"] for r in rows]),
+           "gate": gate.report.to_dict() if gate is not None else None}
+    if anchors:
+        out["anchors"] = {key: {ROUND_COLUMN[stat]: anchor_stat[stat][key] for stat in LATENCY_STATISTICS}
+                          for key in anchors}
+        out.update(at_campaign_speed(out, ds, statistic))
+    return out
 
 
-def repredict_realistic(name: str, work: Path, earlier: dict[str, Any]) -> dict[str, Any]:
+#: Campaign networks timed again beside the realistic models (each as the campaign timed it, less its node profile).
+ANCHORS = 12
+
+
+def anchor_networks(home: Path, ds, n: int = ANCHORS) -> dict[str, Path]:
+    """``n`` of the campaign's networks, spread over its latencies (model hash -> ONNX/TFLite file)."""
+    from edgecost.store import Store
+
+    _env_home(home)
+    st = Store()
+    kernels = kernel_family_names()
+    nets = sorted((m for m in ds.models if m.family not in kernels and st.model(m.key).artifact_path),
+                  key=lambda m: m.latency_ms)
+    if len(nets) < n:
+        return {}
+    pick = [nets[int(round(i))] for i in np.linspace(0, len(nets) - 1, n)]
+    return {m.key: Path(st.model(m.key).artifact_path) for m in pick}
+
+
+def at_campaign_speed(real: dict[str, Any], ds, statistic: str) -> dict[str, Any]:
+    """The host's speed during the realistic check against the campaign's labels (by ``statistic``),
+    from the anchors' stored rounds, and the realistic models scored at the campaign's speed."""
+    from edgecost.metrics import accuracy
+
+    labels = {m.key: m.latency_ms for m in ds.models}
+    ratios = [v / labels[key] for key, per in real["anchors"].items() if key in labels
+              for v in per[ROUND_COLUMN[statistic]] if v and v > 0]
+    if not ratios:
+        return {}
+    factor = float(np.exp(np.median(np.log(ratios))))
+    rows = real["models"]
+    y = np.array([r["measured_ms"] for r in rows]) / factor
+    pr = np.array([r["predicted_ms"] for r in rows])
+    return {"host_speed": {"factor": factor, "anchors": len(real["anchors"]), "statistic": statistic,
+                           "ratio_p10": float(np.percentile(ratios, 10)), "ratio_p90": float(np.percentile(ratios, 90))},
+            "errors_at_campaign_speed_pct": [float(100 * (p / m - 1)) for p, m in zip(pr, y)],
+            "metrics_at_campaign_speed": accuracy(y, pr)}
+
+
+def repredict_realistic(name: str, work: Path, earlier: dict[str, Any], ds=None) -> dict[str, Any]:
     """The realistic models' stored measurements predicted again by the target's profile as it is now,
     each measured latency combined anew from its rounds by ``STATISTIC`` (the target's, which a
     re-score may have chosen anew)."""
@@ -516,8 +619,11 @@ def repredict_realistic(name: str, work: Path, earlier: dict[str, Any]) -> dict[
                      "error_pct": 100.0 * (p.latency_ms - measured) / measured})
     y = np.array([r["measured_ms"] for r in rows])
     pr = np.array([r["predicted_ms"] for r in rows])
-    return {**earlier, "models": rows,
-            "metrics": accuracy(y, pr, [r["low_ms"] for r in rows], [r["high_ms"] for r in rows])}
+    out = {**earlier, "models": rows,
+           "metrics": accuracy(y, pr, [r["low_ms"] for r in rows], [r["high_ms"] for r in rows])}
+    if earlier.get("anchors") and ds is not None:
+        out.update(at_campaign_speed(out, ds, STATISTIC))
+    return out
 
 
 # -- speed --------------------------------------------------------------------------------
@@ -689,6 +795,8 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
         fam = r.get("family_out") or {}
         fam10 = pct(np.mean([v["within_10pct"] for v in fam.values()])) if fam else "—"
         real10 = pct(r["realistic"]["metrics"]["within_10pct"]) if r.get("realistic") else "—"
+        if (r.get("realistic") or {}).get("metrics_at_campaign_speed"):
+            real10 += f" ({pct(r['realistic']['metrics_at_campaign_speed']['within_10pct'])} at the campaign's speed)"
         noise = pct(r["noise"]["vs_campaign_within_10"]) if r.get("noise") else "—"
         auto = " (auto)" if (r.get("statistic_choice") or {}).get("requested") == AUTO else ""
         L.append(f"| {r['target']} | {STAT_NAMES[r.get('statistic', 'median')]}{auto} | {pct(a['within_10pct']['mean'])} | {pct(a['within_5pct']['mean'])} |"
@@ -757,6 +865,17 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
                         if errors and rev.get("would_choose") else "") + "."
                      if gaps else f" ({ch.get('reason', '')}).")
                   + " Its random split with the other statistics' labels is in the table below.", ""]
+        hd = r.get("host_drift") or {}
+        if hd.get("applied"):
+            lo, hi = hd["range_pct"]
+            L += [f"Host speed drift (`edgecost.predictor.drift`, `--drift revisits`): the revisits show the machine's"
+                  f" speed moving from {lo:+.1f} % to {hi:+.1f} % of its average during the campaign ({hd['pairs']}"
+                  f" revisit pairs, {hd['bin_s']:g}-s bins; held-out revisits' mean |log ratio| {hd['cv_mean_abs_log_error']['with']:.4f}"
+                  f" with the drift against {hd['cv_mean_abs_log_error']['without']:.4f} without). Every label,"
+                  " measured per-kernel time and the figures below are at the campaign's average speed; the row"
+                  " *not corrected for drift* scores the same splits with labels as measured.", ""]
+        elif hd.get("reason"):
+            L += [f"Host speed drift: not corrected ({hd['reason']}).", ""]
         if rv:
             eff = rv.get("effect")
             if eff:
@@ -784,6 +903,11 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
             L.append(f"| random 80/20, architectures, labels by {STAT_NAMES[other]} ({a.get('seeds', 5)} seeds) |"
                      f" — | {ms(a, 'within_10pct')} | {ms(a, 'within_5pct')} | {ms(a, 'mape', 1)} | — |"
                      f" {ms(a, 'spearman', 1, '', 4)} | — |")
+        if r.get("drift_comparison"):
+            a = r["drift_comparison"]
+            L.append(f"| random 80/20, architectures, labels by {STAT_NAMES[a['statistic']]} not corrected for drift"
+                     f" ({a.get('seeds', 5)} seeds) | — | {ms(a, 'within_10pct')} | {ms(a, 'within_5pct')} |"
+                     f" {ms(a, 'mape', 1)} | — | {ms(a, 'spearman', 1, '', 4)} | — |")
         if fam:
             avg10 = np.mean([v["within_10pct"] for v in fam.values()])
             avg5 = np.mean([v["within_5pct"] for v in fam.values()])
@@ -795,6 +919,11 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
             m = real["metrics"]
             L.append(f"| realistic models, never seen | {m['n']} | {pct(m['within_10pct'])} | {pct(m['within_5pct'])} |"
                      f" {m['mape']:.1f} % | {m['rmspe']:.1f} % | {m['spearman']:.4f} | {m['kendall_tau']:.4f} |")
+            if real.get("metrics_at_campaign_speed"):
+                m = real["metrics_at_campaign_speed"]
+                L.append(f"| realistic models, at the campaign's speed (anchored) | {m['n']} | {pct(m['within_10pct'])} |"
+                         f" {pct(m['within_5pct'])} | {m['mape']:.1f} % | {m['rmspe']:.1f} % | {m['spearman']:.4f} |"
+                         f" {m['kendall_tau']:.4f} |")
         L.append("")
         if "interval" in r:
             iv = r["interval"]
@@ -826,6 +955,18 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
                 L.append(f"| {row['model']} | {row['measured_ms']:.2f} | {rounds} | {row['predicted_ms']:.2f} |"
                          f" {row['error_pct']:+.1f} % |")
             L.append("")
+            hs = real.get("host_speed")
+            if hs:
+                L += [f"Host speed during this check: {hs['anchors']} of the campaign's networks, spread over its"
+                      f" latencies, were timed again before the realistic models' turns, interleaved with them; they ran"
+                      f" {hs['factor']:.3f}× their campaign labels (median; 10th–90th percentile"
+                      f" {hs['ratio_p10']:.3f}–{hs['ratio_p90']:.3f}). Divided by that factor, the realistic models'"
+                      f" errors at the campaign's speed: "
+                      + ", ".join(f"{row['model']} {e:+.1f} %" for row, e in
+                                  zip(real["models"], real["errors_at_campaign_speed_pct"]))
+                      + f"; {pct(real['metrics_at_campaign_speed']['within_10pct'])} within ±10 % (the row *at the"
+                      " campaign's speed* above). The first figure is the one the target asks for; the second says how"
+                      " much of a miss is the host's speed now, not the profile.", ""]
             g = real.get("gate")
             if g:
                 L += [f"Each realistic measurement passed the quiet gate first: {g['waits']} of them waited for a quiet"
@@ -906,9 +1047,12 @@ def main() -> None:
                          " update --results and --out.")
     ap.add_argument("--refresh-speed", action="store_true",
                     help="Only re-time prediction speed on the campaigns in --work; update --results and --out.")
+    ap.add_argument("--drift", choices=DRIFT_CHOICES, default="revisits",
+                    help="How labels account for the host's speed drifting during a campaign (edgecost.predictor.drift).")
     args = ap.parse_args()
-    global REQUESTED_STATISTIC, STATISTIC
+    global REQUESTED_STATISTIC, STATISTIC, DRIFT
     REQUESTED_STATISTIC = args.statistic
+    DRIFT = args.drift
     from edgecost.evaluate import kernel_time_consistency
 
     if args.refresh_speed:
@@ -995,6 +1139,8 @@ def main() -> None:
         r["random"] = split_metrics(ds.models, kernels)
         log(name, "random split:", {k: round(v["mean"], 3) for k, v in r["random"]["architectures"].items()})
         r["label_comparison"] = label_comparison(name, home, kernels)
+        r["host_drift"] = ds.host_drift
+        r["drift_comparison"] = drift_comparison(name, home, kernels)
         r["interval"] = interval_summary(r["random"])
         r["family_out"] = family_out(ds.models, kernels) if "family" not in skip else {}
         tl, visits = timeline(home, target)
@@ -1007,9 +1153,9 @@ def main() -> None:
         from edgecost.store import Store
 
         _env_home(home)
-        train_and_save(Store(), target, statistic=REQUESTED_STATISTIC)  # resolves as ``ds`` did
+        train_and_save(Store(), target, statistic=REQUESTED_STATISTIC, drift=DRIFT)  # resolves as ``ds`` did
         if "realistic" not in skip:
-            r["realistic"] = realistic(name, home, args.work, STATISTIC, quiet_gate=args.quiet_gate)
+            r["realistic"] = realistic(name, home, args.work, STATISTIC, quiet_gate=args.quiet_gate, ds=ds)
         r["speed"] = speed(name, home, ds)
         r["cli_cold"] = cli_cold(name, home, cli_model(name, args.work))
         if "regressors" not in skip and name == "ort1":
@@ -1077,15 +1223,17 @@ def rescore(args) -> None:
         r["interval"] = interval_summary(r["random"])
         log(name, "random split:", {k: round(v["mean"], 3) for k, v in r["random"]["architectures"].items()})
         r["label_comparison"] = label_comparison(name, home, kernels)
+        r["host_drift"] = ds.host_drift
+        r["drift_comparison"] = drift_comparison(name, home, kernels)
         r["family_out"] = family_out(ds.models, kernels)
         log(name, "family left out:", round(np.mean([v["within_10pct"] for v in r["family_out"].values()]), 3))
         tl, visits = timeline(home, target)
         r["curve"] = curve(ds, tl, kernels, visits,
                            minutes=(r.get("campaign") or {}).get("budget_minutes") or CAMPAIGN_MINUTES[name])
         _env_home(home)
-        train_and_save(Store(), target, statistic=STATISTIC)
+        train_and_save(Store(), target, statistic=STATISTIC, drift=DRIFT)
         if r.get("realistic"):
-            r["realistic"] = repredict_realistic(name, args.work, r["realistic"])
+            r["realistic"] = repredict_realistic(name, args.work, r["realistic"], ds)
             log(name, "realistic:", round(r["realistic"]["metrics"]["within_10pct"], 3))
         if r.get("regressors"):
             r["regressors"] = regressor_comparison(name, ds.models, kernels)
@@ -1107,7 +1255,9 @@ def refresh_realistic(args) -> None:
     results = json.loads(args.results.read_text())
     for name, r in results["targets"].items():
         if name in args.targets.split(","):
-            r["realistic"] = realistic(name, args.work / name, args.work, r.get("statistic", "min"))
+            statistic = r.get("statistic", "min")
+            r["realistic"] = realistic(name, args.work / name, args.work, statistic,
+                                       ds=dataset(name, args.work / name, statistic)[0])
     note = (f"Realistic models re-measured on {time.strftime('%Y-%m-%d %H:%M')} with `python scripts/benchmarks.py"
             " --refresh-realistic` (same profiles).")
     results["notes"] = [n for n in results.get("notes", []) if not n.startswith(_REALISTIC_NOTE)] + [note]

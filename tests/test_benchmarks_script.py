@@ -6,11 +6,19 @@ import importlib.util
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from support.conv_models import conv_chain
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class SimpleModel:
+    key: str
+    latency_ms: float
 
 
 def _script():
@@ -106,3 +114,52 @@ def test_the_regressor_comparison_scores_both_regressors_on_the_first_splits_net
     first = B._split_seed(models, set(), 0, dict(params, regressor="gbm"))[0]
     assert out["gbm"]["n"] == first["n"] == 8 and out["gbm"]["within_10pct"] == first["within_10pct"]
     assert all(v["fit_s"] > 0 and 0 <= v["within_10pct"] <= 1 for v in out.values())
+
+
+def test_realistic_models_are_also_scored_at_the_campaign_speed_their_anchors_show():
+    from types import SimpleNamespace
+
+    B = _script()
+    B.STATISTIC = "median"
+    ds = SimpleNamespace(models=[SimpleNamespace(key=f"a{i}", latency_ms=float(i + 1)) for i in range(4)])
+    # The host runs 10 % slow now: the anchors' rounds are 1.1x their campaign labels, one wild.
+    anchors = {f"a{i}": {"round_medians_ms": [1.1 * (i + 1)] * 3, "round_min_ms": [(i + 1)] * 3} for i in range(4)}
+    anchors["a3"]["round_medians_ms"][0] = 9.0
+    real = {"models": [{"model": "r1", "measured_ms": 22.0, "predicted_ms": 20.0},
+                       {"model": "r2", "measured_ms": 11.0, "predicted_ms": 12.0}], "anchors": anchors}
+    out = B.at_campaign_speed(real, ds, "median")
+    assert out["host_speed"]["factor"] == pytest.approx(1.1) and out["host_speed"]["anchors"] == 4
+    assert out["errors_at_campaign_speed_pct"] == pytest.approx([0.0, 20.0])
+    assert out["metrics_at_campaign_speed"]["within_10pct"] == pytest.approx(0.5)
+    assert B.at_campaign_speed(real, ds, "min")["host_speed"]["factor"] == pytest.approx(1.0)
+    assert B.at_campaign_speed({**real, "anchors": {"gone": anchors["a0"]}}, ds, "median") == {}
+
+
+def test_the_curve_labels_its_training_models_by_the_drift_known_at_each_cut():
+    import math
+
+    import numpy as np
+
+    B = _script()
+    B.STATISTIC = "median"
+    rng = np.random.default_rng(0)
+
+    def speed(minute):
+        return math.exp(0.08 * math.sin(2 * math.pi * minute / 10.0))
+
+    visits = {}
+    for m in range(80):
+        t = rng.uniform(0, 14)
+        visits[f"m{m}"] = [(t + dt, {"median": (m + 1) * speed(t + dt)}) for dt in (0.0, 1.0)]
+    factors = B._drift_so_far(visits, 15.0)
+    assert factors and all(k[0] in visits for k in factors)
+    model = SimpleModel(key="m3", latency_ms=0.0)
+    relabelled = B._relabelled(model, visits["m3"], 15.0, factors)
+    raw = np.median([v["median"] for _, v in visits["m3"]])
+    assert relabelled.latency_ms != pytest.approx(raw)
+    assert relabelled.latency_ms == pytest.approx(4.0, rel=0.04)  # at the average speed, near the model's own 4 ms
+    early = min(t for t, _ in visits["m3"])
+    assert B._relabelled(model, visits["m3"], early, {}).latency_ms == pytest.approx(visits["m3"][0][1]["median"])
+    steady = {k: [(t, {"median": float(i + 1)}) for t, _ in v] for i, (k, v) in enumerate(visits.items())}
+    assert B._drift_so_far(steady, 15.0) == {}
+

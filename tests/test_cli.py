@@ -258,6 +258,14 @@ def test_train_reports_accuracy_and_consistency_and_records_its_latency_statisti
     assert stat["chosen"]["revisits"]["would_choose"] == revisit_choice
     text = run_cli("train", home=home, timeout=600)
     assert text.returncode == 0 and f"latency = {DESCRIPTIONS[stat['name']]} (auto: " in text.stdout
+    # The host's drift, corrected or not, and why (tests/predictor/test_drift.py has a drifting store).
+    drift = Profile.load(out["profile"]).card["host_drift"]
+    assert out["host_drift"] == drift and drift["method"] == "revisits" and drift["reason"]
+    verb = "corrected for" if drift["applied"] else "not corrected"
+    assert f"host speed drift {verb}: " in text.stdout
+    assert run_cli("train", "--drift", "none", "--statistic", "min", home=home, timeout=600).returncode == 0
+    assert "--drift none" in Profile.load(out["profile"]).card["host_drift"]["reason"]
+    assert_one_line_error(run_cli("train", "--drift", "sideways", home=home), 2, "--drift", "'revisits', 'none'")
     assert run_cli("train", "--statistic", "min", home=home, timeout=600).returncode == 0
     assert Profile.load(out["profile"]).card["latency_statistic"]["name"] == "min"
     pred = run_cli("predict", str(model), "--device", "local", "--json", home=home)

@@ -33,9 +33,12 @@ from ..fusion import (
 )
 from ..records import KernelRecord, ModelGraph, Target
 from ..store import Store
+from .drift import estimate_drift, no_drift, visits_of
 from .labels import (
     AUTO_FALLBACK,
+    DEFAULT_DRIFT,
     DEFAULT_LATENCY_STATISTIC,
+    check_drift,
     check_statistic,
     choose_statistic,
     combine_visits,
@@ -58,6 +61,7 @@ class TargetDataset:
     device_seconds: float = 0.0
     statistic: str = AUTO_FALLBACK  # the concrete statistic the labels are by
     statistic_choice: dict[str, Any] = field(default_factory=dict)  # how it was chosen (labels.choose_statistic)
+    host_drift: dict[str, Any] = field(default_factory=dict)  # the speed drift the labels were corrected for (drift)
 
     @property
     def families(self) -> dict[str, int]:
@@ -139,16 +143,26 @@ def host_runtime_version(runtime: str) -> str:
 
 
 def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,
-                  level_probe_models: int = 24, statistic: str = DEFAULT_LATENCY_STATISTIC) -> TargetDataset:
+                  level_probe_models: int = 24, statistic: str = DEFAULT_LATENCY_STATISTIC,
+                  drift: str = DEFAULT_DRIFT) -> TargetDataset:
     """Everything the predictor of ``target`` learns from, with the execution spec chosen;
     labels by ``statistic`` (``labels.STATISTIC_CHOICES``; ``auto`` is resolved here, on the
-    target's stored visits, and the dataset carries the concrete statistic and why)."""
+    target's stored visits, and the dataset carries the concrete statistic and why), each visit
+    taken at the device's average speed where ``drift`` is ``revisits`` and the revisits show
+    the speed moved (``edgecost.predictor.drift``)."""
     check_statistic(statistic)
+    check_drift(drift)
     rows = store.measurements(target, status="ok")
     by_model: dict[str, list[Any]] = defaultdict(list)
     for r in rows:
         by_model[r.model_hash].append(r)
     statistic, choice = choose_statistic(by_model, statistic)
+    host_drift = (estimate_drift(visits_of(rows, lambda r: model_latency_ms([r], statistic))) if drift == "revisits"
+                  else no_drift("not asked for (--drift none)"))
+
+    def speed(visit) -> float:
+        return host_drift.factor(visit.id)
+
     src = _ArtifactSource(store)
     cache: dict = {}
     skipped: dict[str, int] = defaultdict(int)
@@ -169,12 +183,12 @@ def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,
             if not kernels:
                 skipped["model file unavailable"] += 1
                 continue
-            latency = model_latency_ms(ms, statistic)
+            latency = model_latency_ms(ms, statistic, speed)
             times, times_source = None, "node-profile"
             with_profile = [m for m in ms if m.measurement and m.measurement.node_profile]
             if with_profile:
                 kernels, times = _profiled_times(kernels, [m.measurement for m in with_profile], spec.runtime,
-                                                 statistic)
+                                                 statistic, [speed(m) for m in with_profile])
                 # LiteRT's times are of single-operator slices, each timed as its own model.
                 if any(e.get("source") == "op-slice" for m in with_profile for e in m.measurement.node_profile):
                     times_source = "op-slices"
@@ -186,27 +200,28 @@ def build_dataset(store: Store, target: Target, *, ort_level: str | None = None,
         return TargetDataset(target=target, models=models, execution=spec, skipped=dict(skipped),
                              runtime_version=last.runtime_version if last else "",
                              agent_version=last.agent_version if last else "", device_seconds=device_s,
-                             statistic=statistic, statistic_choice=choice)
+                             statistic=statistic, statistic_choice=choice, host_drift=host_drift.record)
     finally:
         src.close()
 
 
 def _profiled_times(kernels: list, profiles: list, runtime: str,
-                    statistic: str = DEFAULT_LATENCY_STATISTIC) -> tuple[list, list]:
-    """(kernels, per-kernel µs) from a model's per-node profiles, one per visit.
+                    statistic: str = DEFAULT_LATENCY_STATISTIC, speeds: list[float] | None = None) -> tuple[list, list]:
+    """(kernels, per-kernel µs) from a model's per-node profiles, one per visit, each visit's
+    times divided by its speed factor (``speeds``, ``edgecost.predictor.drift``; 1 if not given).
 
     Aligned to the host's kernels when those name at least 90 % of what the device ran; each
     kernel's time is then combined, by ``statistic``, over the visits whose profile aligned.
     Otherwise the device's own kernels of the last visit are learned from.
     """
-    def time_us(entry: dict) -> float:
-        return node_time_us(entry, statistic)
+    speeds = speeds or [1.0] * len(profiles)
 
     folded = {n for k in kernels for n in k.attrs.get("covers", ())} if runtime == "tflite" else set()
     visits = []
     profiled = []
-    for meas in profiles:
-        profiled = kernels_from_profile(meas.node_profile, meas.optimized_nodes, time_us)
+    for meas, factor in zip(profiles, speeds):
+        profiled = kernels_from_profile(meas.node_profile, meas.optimized_nodes,
+                                        lambda entry, f=factor: node_time_us(entry, statistic) / f)
         if folded:  # a PAD the delegate folds into its convolution costs nothing
             profiled = [(k, t) for k, t in profiled if k.name not in folded]
         aligned, share = align_times(kernels, profiled)

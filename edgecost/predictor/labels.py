@@ -39,13 +39,17 @@ once.  Three statistics are offered, and ``auto`` (the default) picks one of the
 
 On a dedicated, quiet device they differ little.  A profile's card names the statistic it
 learned (and, for ``auto``, the revisit figures that chose it); ``edgecost predict`` says it.
+
+Whichever the statistic, each visit's figure can first be divided by the host's speed factor
+at the time of the visit, estimated from the revisits (``edgecost.predictor.drift``; ``DRIFT_CHOICES``),
+so a model measured in a slow spell is not labelled slow.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import UsageError  # no NumPy: the CLI reads the choices below at start-up
@@ -56,6 +60,11 @@ AUTO = "auto"
 #: What ``--statistic`` accepts.
 STATISTIC_CHOICES = (AUTO,) + LATENCY_STATISTICS
 DEFAULT_LATENCY_STATISTIC = AUTO
+#: How labels account for the device's speed drifting during a campaign (``edgecost.predictor.drift``):
+#: ``revisits`` estimates it from the revisits and labels every visit at the average speed, where that
+#: predicts held-out revisits better; ``none`` takes every visit as measured.
+DRIFT_CHOICES = ("revisits", "none")
+DEFAULT_DRIFT = "revisits"
 #: ``auto`` needs this many models visited twice or more; with fewer it takes ``AUTO_FALLBACK``.
 AUTO_MIN_REVISITED = 20
 AUTO_FALLBACK = "min"
@@ -70,6 +79,12 @@ DESCRIPTIONS = {
     "median": "median of each visit's median run; kernels: median profiled run",
     AUTO: "whichever of min, p10, median its fitted profile predicts networks best by (cross-validated)",
 }
+
+
+def check_drift(drift: str) -> str:
+    if drift not in DRIFT_CHOICES:
+        raise UsageError(f"unknown drift correction {drift!r}", f"use one of: {', '.join(DRIFT_CHOICES)}")
+    return drift
 
 
 def check_statistic(statistic: str) -> str:
@@ -132,14 +147,16 @@ def describe_choice(chosen: Mapping[str, Any]) -> str:
     return " (auto: " + "; ".join(p for p in parts if p) + ")"
 
 
-def model_latency_ms(visits: Sequence, statistic: str) -> float:
+def model_latency_ms(visits: Sequence, statistic: str, speed: Callable[[Any], float] | None = None) -> float:
     """A model's label from its stored ok measurements (``StoredMeasurement``), one per visit,
-    by a concrete statistic (``choose_statistic`` resolves ``auto``)."""
+    by a concrete statistic (``choose_statistic`` resolves ``auto``); each visit's figure divided
+    by ``speed(visit)`` where given (the host's speed factor then, ``edgecost.predictor.drift``)."""
     if statistic not in LATENCY_STATISTICS:
         raise ValueError(f"a label needs a concrete statistic, got {statistic!r} (resolve auto first)")
+    factor = speed or (lambda v: 1.0)
     if statistic in _LOWEST_OVER_VISITS:
-        return float(min(_visit_ms(v, statistic) for v in visits))
-    return float(statistics.median([v.median_ms for v in visits]))
+        return float(min(_visit_ms(v, statistic) / factor(v) for v in visits))
+    return float(statistics.median([v.median_ms / factor(v) for v in visits]))
 
 
 def _visit_ms(visit, statistic: str) -> float:

@@ -11,7 +11,7 @@ from ..metrics import accuracy
 from ..records import Target
 from ..store import Store
 from .dataset import TargetDataset, build_dataset
-from .labels import AUTO, DEFAULT_LATENCY_STATISTIC, DESCRIPTIONS, LATENCY_STATISTICS
+from .labels import AUTO, DEFAULT_DRIFT, DEFAULT_LATENCY_STATISTIC, DESCRIPTIONS, LATENCY_STATISTICS
 from .model import LatencyPredictor
 from .profile import Profile, new_card
 from .registry import user_profile_path
@@ -32,7 +32,8 @@ def fit_dataset(ds: TargetDataset, **params) -> LatencyPredictor:
 
 
 def fit_by_statistic(store: Store, target: Target, statistic: str = DEFAULT_LATENCY_STATISTIC,
-                     built: TargetDataset | None = None, **params) -> tuple[TargetDataset, LatencyPredictor]:
+                     built: TargetDataset | None = None, drift: str = DEFAULT_DRIFT,
+                     **params) -> tuple[TargetDataset, LatencyPredictor]:
     """The dataset and fitted predictor of ``target``, labelled by ``statistic``.
 
     ``auto`` fits a profile by each of ``LATENCY_STATISTICS`` and keeps the one whose
@@ -49,16 +50,18 @@ def fit_by_statistic(store: Store, target: Target, statistic: str = DEFAULT_LATE
     meeting of both threads.  The choice is made on the training models only; the accuracy the
     card reports is of the chosen statistic on the same folds, optimistic by that choice of three.
     ``built``: the dataset ``build_dataset`` already gave for ``statistic``, if the caller has it.
+    ``drift``: how labels account for the device's speed drifting (``labels.DRIFT_CHOICES``).
     """
     if statistic != AUTO:
-        ds = built or build_dataset(store, target, statistic=statistic)
+        ds = built or build_dataset(store, target, statistic=statistic, drift=drift)
         return ds, fit_dataset(ds, **params)
-    first = built or build_dataset(store, target, statistic=AUTO)  # the revisit figures, and the execution spec
+    # The revisit figures, and the execution spec:
+    first = built or build_dataset(store, target, statistic=AUTO, drift=drift)
     fits: dict[str, tuple[TargetDataset, LatencyPredictor, float]] = {}
     over = ""
     for stat in LATENCY_STATISTICS:
         ds = first if stat == first.statistic else build_dataset(store, target, ort_level=first.execution.ort_level,
-                                                                 statistic=stat)
+                                                                 statistic=stat, drift=drift)
         predictor = fit_dataset(ds, **params)
         error, over = _oof_error(ds, predictor)
         fits[stat] = (ds, predictor, error)
@@ -94,10 +97,11 @@ def _network_mask(ds: TargetDataset) -> np.ndarray:
     return np.array([m.family not in kernel_families for m in ds.models])
 
 
-def train_profile(store: Store, target: Target, statistic: str = DEFAULT_LATENCY_STATISTIC, **params) -> Profile:
+def train_profile(store: Store, target: Target, statistic: str = DEFAULT_LATENCY_STATISTIC,
+                  drift: str = DEFAULT_DRIFT, **params) -> Profile:
     """Fit ``target``'s profile on its stored measurements, labelled by ``statistic`` (``labels``;
-    ``auto``: ``fit_by_statistic``)."""
-    ds, predictor = fit_by_statistic(store, target, statistic, **params)
+    ``auto``: ``fit_by_statistic``), at the device's average speed where ``drift`` says so."""
+    ds, predictor = fit_by_statistic(store, target, statistic, drift=drift, **params)
     y = np.array([m.latency_ms for m in ds.models])
     cv = accuracy(y, predictor.oof_predictions_ms_, predictor.oof_low_ms_, predictor.oof_high_ms_)
     networks = _network_accuracy(ds, predictor, y)
@@ -107,6 +111,7 @@ def train_profile(store: Store, target: Target, statistic: str = DEFAULT_LATENCY
         runtime_version=ds.runtime_version,
         agent_version=ds.agent_version,
         latency_statistic={"name": ds.statistic, "what": DESCRIPTIONS[ds.statistic], "chosen": ds.statistic_choice},
+        host_drift=ds.host_drift,
         training={
             "n_models": len(ds.models),
             "n_kernels": predictor.n_kernels_,
@@ -155,6 +160,6 @@ def _consistency(ds: TargetDataset) -> dict | None:
 
 
 def train_and_save(store: Store, target: Target, path: str | Path | None = None,
-                   statistic: str = DEFAULT_LATENCY_STATISTIC, **params) -> Path:
-    profile = train_profile(store, target, statistic, **params)
+                   statistic: str = DEFAULT_LATENCY_STATISTIC, drift: str = DEFAULT_DRIFT, **params) -> Path:
+    profile = train_profile(store, target, statistic, drift=drift, **params)
     return profile.save(path or user_profile_path(target))
