@@ -20,6 +20,7 @@ from .predictor.labels import (
     DRIFT_CHOICES,
     STATISTIC_CHOICES,
     describe_choice,
+    describe_drift,
 )
 
 EXAMPLE_DEVICE = "ci-epyc-2vcpu"
@@ -339,10 +340,9 @@ def train(device, runtime, threads, precision, batch, statistic, drift, as_json)
     stat = card.get("latency_statistic") or {}
     if stat.get("name"):
         con.print(f"  latency = {stat.get('what', stat['name'])}" + describe_choice(stat.get("chosen") or {}))
-    drift_record = card.get("host_drift") or {}
-    if drift_record.get("reason"):
-        verb = "corrected for" if drift_record.get("applied") else "not corrected"
-        con.print(f"  host speed drift {verb}: {drift_record['reason']}")
+    drift_line = describe_drift(card.get("host_drift") or {})
+    if drift_line:
+        con.print(f"  {drift_line}")
     if "within_10pct" in acc:
         con.print(f"  cross-validated: {acc['within_10pct'] * 100:.1f} % of {acc['n']} models within ±10 %")
     if "networks" in acc:

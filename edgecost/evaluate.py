@@ -17,7 +17,7 @@ import numpy as np
 from .errors import NoProfileError
 from .metrics import accuracy, mean_std
 from .predictor.dataset import TargetDataset, build_dataset
-from .predictor.labels import AUTO, DEFAULT_DRIFT, DEFAULT_LATENCY_STATISTIC, DESCRIPTIONS, describe_choice
+from .predictor.labels import AUTO, DEFAULT_DRIFT, DEFAULT_LATENCY_STATISTIC, DESCRIPTIONS, describe_choice, describe_drift
 from .predictor.model import LatencyPredictor, TrainingModel
 from .records import Target
 from .store import Store
@@ -226,10 +226,9 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("latency_statistic"):
         lines.append(f"latency: {DESCRIPTIONS[report['latency_statistic']]}"
                      + describe_choice(report.get("latency_statistic_choice") or {}))
-    drift = report.get("host_drift") or {}
-    if drift.get("reason"):
-        verb = "corrected for" if drift.get("applied") else "not corrected"
-        lines.append(f"host speed drift {verb}: {drift['reason']}")
+    drift_line = describe_drift(report.get("host_drift") or {})
+    if drift_line:
+        lines.append(drift_line)
 
     def fmt(summary: dict[str, Any]) -> str:
         def ms(k, scale=100.0, unit="%"):

@@ -390,11 +390,15 @@ def label_comparison(name: str, home: Path, kernels: set[str]) -> dict[str, Any]
     """The random split's first splits with each other statistic's labels."""
     out = {}
     for other in (s for s in LATENCY_STATISTICS if s != STATISTIC):
-        a = split_metrics(dataset(name, home, other)[0].models, kernels, seeds=LABEL_COMPARISON_SEEDS)["architectures"]
-        out[other] = {**{k: a[k] for k in ("within_10pct", "within_5pct", "mape", "spearman")},
-                      "seeds": LABEL_COMPARISON_SEEDS}
-        log(name, "random split with", other, "labels:", round(a["within_10pct"]["mean"], 3))
+        out[other] = _comparison_split(dataset(name, home, other)[0].models, kernels)
+        log(name, "random split with", other, "labels:", round(out[other]["within_10pct"]["mean"], 3))
     return out
+
+
+def _comparison_split(models, kernels: set[str]) -> dict[str, Any]:
+    """The first ``LABEL_COMPARISON_SEEDS`` random splits' architecture figures, for a comparison row."""
+    a = split_metrics(models, kernels, seeds=LABEL_COMPARISON_SEEDS)["architectures"]
+    return {**{k: a[k] for k in ("within_10pct", "within_5pct", "mape", "spearman")}, "seeds": LABEL_COMPARISON_SEEDS}
 
 
 def drift_comparison(name: str, home: Path, kernels: set[str]) -> dict[str, Any] | None:
@@ -402,11 +406,9 @@ def drift_comparison(name: str, home: Path, kernels: set[str]) -> dict[str, Any]
     host's drift (``--drift none``): what the correction changes, on the same splits."""
     if DRIFT == "none":
         return None
-    a = split_metrics(dataset(name, home, STATISTIC, drift="none")[0].models, kernels,
-                      seeds=LABEL_COMPARISON_SEEDS)["architectures"]
-    log(name, "random split with labels not corrected for drift:", round(a["within_10pct"]["mean"], 3))
-    return {**{k: a[k] for k in ("within_10pct", "within_5pct", "mape", "spearman")},
-            "seeds": LABEL_COMPARISON_SEEDS, "statistic": STATISTIC}
+    out = {**_comparison_split(dataset(name, home, STATISTIC, drift="none")[0].models, kernels), "statistic": STATISTIC}
+    log(name, "random split with labels not corrected for drift:", round(out["within_10pct"]["mean"], 3))
+    return out
 
 
 def _drift_so_far(visits: dict[str, list[tuple[float, dict]]], cut: float) -> dict[tuple[str, int], float]:
@@ -494,9 +496,11 @@ def realistic(name: str, home: Path, work: Path, statistic: str, rounds: int = 3
     (``metrics_at_campaign_speed``): the same correction ``edgecost.predictor.drift`` makes
     inside a campaign, carried to a check measured later.
     """
+    from dataclasses import replace
+
     import edgecost
     import realistic_models as R
-    from edgecost.bench import BenchSettings
+    from edgecost.bench import CAMPAIGN_BENCH, BenchSettings
     from edgecost.metrics import accuracy
     from edgecost.predictor.labels import combine_visits
 
@@ -513,10 +517,6 @@ def realistic(name: str, home: Path, work: Path, statistic: str, rounds: int = 3
     # --quiet-gate: the campaign's quiet gate before each measurement as well (its own agent).
     with LocalSession(local_device()) if quiet_gate else contextlib.nullcontext() as session:
         gate = QuietGate(session, Target("local", **TARGETS[name]), work / "sentinel") if quiet_gate else None
-        from dataclasses import replace
-
-        from edgecost.bench import CAMPAIGN_BENCH
-
         anchor_bench = replace(CAMPAIGN_BENCH, profile_runs=0)
         anchors = anchor_networks(home, ds) if ds is not None else {}
         anchor_stat = {stat: {key: [] for key in anchors} for stat in LATENCY_STATISTICS}
@@ -899,15 +899,14 @@ def write_markdown(results: dict[str, Any], out: Path) -> None:
                      f" {ms(d, 'within_5pct')} | {ms(d, 'mape', 1)} | {ms(d, 'rmspe', 1)} |"
                      f" {ms(d, 'spearman', 1, '', 4)} | {ms(d, 'kendall_tau', 1, '', 4)} |")
         fam = r["family_out"]
-        for other, a in (r.get("label_comparison") or {}).items():
-            L.append(f"| random 80/20, architectures, labels by {STAT_NAMES[other]} ({a.get('seeds', 5)} seeds) |"
-                     f" — | {ms(a, 'within_10pct')} | {ms(a, 'within_5pct')} | {ms(a, 'mape', 1)} | — |"
-                     f" {ms(a, 'spearman', 1, '', 4)} | — |")
+        compared = [(f"labels by {STAT_NAMES[other]}", a) for other, a in (r.get("label_comparison") or {}).items()]
         if r.get("drift_comparison"):
             a = r["drift_comparison"]
-            L.append(f"| random 80/20, architectures, labels by {STAT_NAMES[a['statistic']]} not corrected for drift"
-                     f" ({a.get('seeds', 5)} seeds) | — | {ms(a, 'within_10pct')} | {ms(a, 'within_5pct')} |"
-                     f" {ms(a, 'mape', 1)} | — | {ms(a, 'spearman', 1, '', 4)} | — |")
+            compared.append((f"labels by {STAT_NAMES[a['statistic']]} not corrected for drift", a))
+        for what, a in compared:
+            L.append(f"| random 80/20, architectures, {what} ({a.get('seeds', 5)} seeds) |"
+                     f" — | {ms(a, 'within_10pct')} | {ms(a, 'within_5pct')} | {ms(a, 'mape', 1)} | — |"
+                     f" {ms(a, 'spearman', 1, '', 4)} | — |")
         if fam:
             avg10 = np.mean([v["within_10pct"] for v in fam.values()])
             avg5 = np.mean([v["within_5pct"] for v in fam.values()])

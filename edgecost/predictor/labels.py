@@ -147,6 +147,15 @@ def describe_choice(chosen: Mapping[str, Any]) -> str:
     return " (auto: " + "; ".join(p for p in parts if p) + ")"
 
 
+def describe_drift(record: Mapping[str, Any]) -> str | None:
+    """'host speed drift corrected for: ...' (or 'not corrected: ...') from a dataset's or card's
+    ``host_drift`` record (``edgecost.predictor.drift``), or None where it has no reason."""
+    if not record.get("reason"):
+        return None
+    verb = "corrected for" if record.get("applied") else "not corrected"
+    return f"host speed drift {verb}: {record['reason']}"
+
+
 def model_latency_ms(visits: Sequence, statistic: str, speed: Callable[[Any], float] | None = None) -> float:
     """A model's label from its stored ok measurements (``StoredMeasurement``), one per visit,
     by a concrete statistic (``choose_statistic`` resolves ``auto``); each visit's figure divided
